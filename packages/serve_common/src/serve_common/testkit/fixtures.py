@@ -1,0 +1,18 @@
+"""pytest plugin (entry point `pytest11`): the `local_serve` session fixture."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from serve_common.testkit.local_serve import OFFLINE_ENV, LocalServe
+
+os.environ.update(OFFLINE_ENV)
+
+
+@pytest.fixture(scope="session")
+def local_serve() -> Iterator[LocalServe]:
+    """The session's embedded Ray + Serve (started on first use, shared by all packages)."""
+    yield LocalServe.shared()

@@ -1,0 +1,98 @@
+"""One embedded Ray + Serve for a whole test session (or a benchmark run)."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import time
+from typing import Any
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalServe:
+    """Start Ray (local, no cluster) and Serve on 127.0.0.1; deploy apps; shut down at exit."""
+
+    _instance: LocalServe | None = None
+
+    def __init__(self, port: int | None = None, num_cpus: int = 16) -> None:
+        self.port = port or int(os.environ.get("AI_TEST_HTTP_PORT", 0)) or free_port()
+        self.num_cpus = num_cpus
+        self.started = False
+        self.apps: dict[str, str] = {}
+
+    @classmethod
+    def shared(cls) -> LocalServe:
+        if cls._instance is None:
+            cls._instance = cls()
+            cls._instance.start()
+            atexit.register(cls._instance.stop)
+        return cls._instance
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import ray
+        from ray import serve
+
+        os.environ.update(OFFLINE_ENV)
+        if not ray.is_initialized():
+            # Logical CPUs: replicas reserve a fraction each; the machine may have only 2.
+            ray.init(num_cpus=self.num_cpus, num_gpus=0, include_dashboard=False,
+                     log_to_driver=os.environ.get("AI_TEST_RAY_LOGS") == "1",
+                     object_store_memory=256 * 1024 * 1024,
+                     runtime_env={"env_vars": dict(OFFLINE_ENV)})
+        serve.start(http_options={"host": "127.0.0.1", "port": self.port,
+                                  "request_timeout_s": 300})
+        self.started = True
+
+    def deploy(self, app: Any, name: str, route_prefix: str, timeout_s: float = 600) -> str:
+        from ray import serve
+
+        started = time.monotonic()
+        serve.run(app, name=name, route_prefix=route_prefix, blocking=False)
+        self.wait_running(name, timeout_s - (time.monotonic() - started))
+        self.apps[name] = route_prefix
+        return f"{self.base_url}{route_prefix}"
+
+    def wait_running(self, name: str, timeout_s: float) -> None:
+        from ray import serve
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            app = serve.status().applications.get(name)
+            status = str(app.status) if app else "MISSING"
+            if status.endswith("RUNNING"):
+                return
+            if status.endswith("DEPLOY_FAILED") or status.endswith("UNHEALTHY"):
+                raise RuntimeError(f"app {name} {status}: {app.message if app else ''}")
+            time.sleep(0.5)
+        raise TimeoutError(f"app {name} not RUNNING after {timeout_s:.0f}s")
+
+    def delete(self, name: str) -> None:
+        from ray import serve
+
+        serve.delete(name)
+        self.apps.pop(name, None)
+
+    def stop(self) -> None:
+        if not self.started:
+            return
+        import ray
+        from ray import serve
+
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            self.started = False
