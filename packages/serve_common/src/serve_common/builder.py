@@ -23,8 +23,9 @@ def validate_args(config_cls: type[ServiceConfig], args: dict[str, Any]) -> Serv
         raise ConfigError(f"invalid {config_cls.__name__}: {problems}") from None
 
 
-def build_service_app(deployment: Any, config_cls: type[ServiceConfig],
-                      args: dict[str, Any]) -> Any:
+def build_service_app(
+    deployment: Any, config_cls: type[ServiceConfig], args: dict[str, Any]
+) -> Any:
     """Validate `args`, then bind the deployment. A Serve config's `deployments:` entry
     (num_replicas, ray_actor_options, user_config, ...) overrides these defaults."""
     args = dict(args or {})

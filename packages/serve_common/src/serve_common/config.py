@@ -25,7 +25,9 @@ class ServiceConfig(BaseModel):
     aliases: list[str] = Field(default_factory=list, description="Extra names, e.g. whisper-1.")
     device: Device = "auto"
     gpu_memory_fraction: float | None = Field(
-        default=None, gt=0.0, le=1.0,
+        default=None,
+        gt=0.0,
+        le=1.0,
         description="Share of the card this replica may use (the fleet's GPU fraction).",
     )
     api_keys: list[str] = Field(default_factory=list, description="Bearer keys; empty = open.")
@@ -45,8 +47,17 @@ class ServiceConfig(BaseModel):
     )
 
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"served_model_names", "aliases", "api_keys", "api_keys_env", "max_body_bytes",
-         "max_concurrent_requests", "retry_after_s", "request_timeout_s", "reload_strategy"}
+        {
+            "served_model_names",
+            "aliases",
+            "api_keys",
+            "api_keys_env",
+            "max_body_bytes",
+            "max_concurrent_requests",
+            "retry_after_s",
+            "request_timeout_s",
+            "reload_strategy",
+        }
     )
 
     @field_validator("served_model_names", "aliases")

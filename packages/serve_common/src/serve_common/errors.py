@@ -144,8 +144,11 @@ def _loc_to_param(loc: tuple[Any, ...] | list[Any]) -> str | None:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
     # Union members show up in the location (`input.list[str].0`): keep the field path only.
     parts = [
-        p for p in parts
-        if p not in _UNION_TAGS and not any(c in p for c in "[]()") and not p.startswith("function-")
+        p
+        for p in parts
+        if p not in _UNION_TAGS
+        and not any(c in p for c in "[]()")
+        and not p.startswith("function-")
     ]
     return ".".join(parts) or None
 
@@ -159,11 +162,15 @@ def validation_error(exc: RequestValidationError) -> InvalidRequestError:
     if first.get("type") == "json_invalid":
         return InvalidRequestError("The request body is not valid JSON.", code="invalid_json")
     if first.get("type") == "missing":
-        return InvalidRequestError(f"Missing required parameter: '{param}'.", param=param,
-                                   code="missing_required_parameter")
+        return InvalidRequestError(
+            f"Missing required parameter: '{param}'.",
+            param=param,
+            code="missing_required_parameter",
+        )
     msg = str(first.get("msg", "Invalid value"))
-    return InvalidRequestError(f"Invalid value for '{param}': {msg}.", param=param,
-                               code="invalid_value")
+    return InvalidRequestError(
+        f"Invalid value for '{param}': {msg}.", param=param, code="invalid_value"
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -181,8 +188,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             err: APIError = NotFoundError(f"No route for {request.method} {request.url.path}.")
         elif exc.status_code == 405:
-            err = InvalidRequestError(f"Method {request.method} not allowed here.",
-                                      code="method_not_allowed")
+            err = InvalidRequestError(
+                f"Method {request.method} not allowed here.", code="method_not_allowed"
+            )
             err.status_code = 405
         else:
             err = cls(str(exc.detail))
@@ -193,6 +201,4 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         rid = getattr(request.state, "request_id", None)
         logger.exception("unhandled error in %s (request_id=%s)", request.url.path, rid)
-        return error_response(
-            request, EngineError(f"Internal server error (request id {rid}).")
-        )
+        return error_response(request, EngineError(f"Internal server error (request id {rid})."))

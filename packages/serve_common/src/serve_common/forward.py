@@ -46,8 +46,12 @@ async def run_asgi(app: Callable[..., Any], request: dict[str, Any]) -> AsyncIte
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
-            await queue.put({"status": message["status"],
-                             "headers": [[k, v] for k, v in message.get("headers", [])]})
+            await queue.put(
+                {
+                    "status": message["status"],
+                    "headers": [[k, v] for k, v in message.get("headers", [])],
+                }
+            )
         elif message["type"] == "http.response.body":
             chunk = message.get("body", b"")
             if chunk:

@@ -26,8 +26,14 @@ def _ray_ready() -> bool:
 
 
 class _Metric:
-    def __init__(self, kind: str, name: str, description: str, tag_keys: Sequence[str],
-                 boundaries: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        description: str,
+        tag_keys: Sequence[str],
+        boundaries: Sequence[float] | None = None,
+    ) -> None:
         self.kind, self.name, self.description = kind, f"ai_inference_{name}", description
         self.tag_keys = tuple(tag_keys)
         self.boundaries = list(boundaries or [])
@@ -44,9 +50,12 @@ class _Metric:
                 elif self.kind == "gauge":
                     self._impl = rm.Gauge(self.name, self.description, tag_keys=self.tag_keys)
                 else:
-                    self._impl = rm.Histogram(self.name, self.description,
-                                              boundaries=self.boundaries,
-                                              tag_keys=self.tag_keys)
+                    self._impl = rm.Histogram(
+                        self.name,
+                        self.description,
+                        boundaries=self.boundaries,
+                        tag_keys=self.tag_keys,
+                    )
             except Exception:
                 logger.warning("metric %s unavailable", self.name, exc_info=True)
                 self._failed = True
@@ -78,8 +87,9 @@ class Gauge(_Metric):
 
 
 class Histogram(_Metric):
-    def __init__(self, name: str, description: str, boundaries: Sequence[float],
-                 tag_keys: Sequence[str] = ()) -> None:
+    def __init__(
+        self, name: str, description: str, boundaries: Sequence[float], tag_keys: Sequence[str] = ()
+    ) -> None:
         super().__init__("histogram", name, description, tag_keys, boundaries)
 
     def observe(self, value: float, tags: dict[str, str] | None = None) -> None:
@@ -89,18 +99,21 @@ class Histogram(_Metric):
 
 
 # Shared by every service (recorded by the app factory's middleware).
-REQUESTS = Counter("requests_total", "HTTP requests by service, route and status",
-                   ("service", "route", "status"))
-REQUEST_LATENCY_MS = Histogram("request_latency_ms", "HTTP request latency (ms)",
-                               LATENCY_BOUNDARIES_MS, ("service", "route"))
+REQUESTS = Counter(
+    "requests_total", "HTTP requests by service, route and status", ("service", "route", "status")
+)
+REQUEST_LATENCY_MS = Histogram(
+    "request_latency_ms", "HTTP request latency (ms)", LATENCY_BOUNDARIES_MS, ("service", "route")
+)
 INFLIGHT = Gauge("inflight_requests", "Requests in flight in this replica", ("service",))
-REJECTED = Counter("rejected_total", "Requests refused by admission control (503)",
-                   ("service",))
-BATCH_SIZE = Histogram("batch_size", "Items per engine batch", SIZE_BOUNDARIES,
-                       ("service", "model"))
-GPU_MEMORY_USED = Gauge("gpu_memory_used_bytes", "GPU memory allocated by this replica",
-                        ("service", "model"))
-GPU_MEMORY_BUDGET = Gauge("gpu_memory_budget_fraction", "GPU fraction budget of this replica",
-                          ("service", "model"))
-MODEL_RELOADS = Counter("model_reloads_total", "Hot reloads by outcome",
-                        ("service", "outcome"))
+REJECTED = Counter("rejected_total", "Requests refused by admission control (503)", ("service",))
+BATCH_SIZE = Histogram(
+    "batch_size", "Items per engine batch", SIZE_BOUNDARIES, ("service", "model")
+)
+GPU_MEMORY_USED = Gauge(
+    "gpu_memory_used_bytes", "GPU memory allocated by this replica", ("service", "model")
+)
+GPU_MEMORY_BUDGET = Gauge(
+    "gpu_memory_budget_fraction", "GPU fraction budget of this replica", ("service", "model")
+)
+MODEL_RELOADS = Counter("model_reloads_total", "Hot reloads by outcome", ("service", "outcome"))

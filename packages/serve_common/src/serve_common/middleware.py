@@ -44,8 +44,9 @@ def _is_open(path: str) -> bool:
 class RequestLimits:
     """Mutable limits the middleware reads on every request (hot reload swaps them)."""
 
-    def __init__(self, *, api_keys: set[str], max_body_bytes: int, max_concurrent: int,
-                 retry_after_s: int) -> None:
+    def __init__(
+        self, *, api_keys: set[str], max_body_bytes: int, max_concurrent: int, retry_after_s: int
+    ) -> None:
         self.api_keys = api_keys
         self.max_body_bytes = max_body_bytes
         self.max_concurrent = max_concurrent
@@ -53,28 +54,33 @@ class RequestLimits:
 
 
 class ServiceMiddleware:
-    def __init__(self, app: Callable[..., Any], *, service: str,
-                 limits: Callable[[], RequestLimits]) -> None:
+    def __init__(
+        self, app: Callable[..., Any], *, service: str, limits: Callable[[], RequestLimits]
+    ) -> None:
         self.app = app
         self.service = service
         self.limits = limits
         self.inflight = 0
 
-    async def _send_error(self, send: Callable[..., Any], path: str, err: APIError,
-                          rid: str) -> None:
+    async def _send_error(
+        self, send: Callable[..., Any], path: str, err: APIError, rid: str
+    ) -> None:
         if is_v2_path(path):
             body = json.dumps({"error": err.message}).encode()
         else:
             body = json.dumps(err.body()).encode()
-        headers = [(b"content-type", b"application/json"),
-                   (b"content-length", str(len(body)).encode()),
-                   (REQUEST_ID_HEADER, rid.encode())]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (REQUEST_ID_HEADER, rid.encode()),
+        ]
         headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
         await send({"type": "http.response.start", "status": err.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def __call__(self, scope: Scope, receive: Callable[..., Any],
-                       send: Callable[..., Any]) -> None:
+    async def __call__(
+        self, scope: Scope, receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -91,9 +97,16 @@ class ServiceMiddleware:
             state = scope.get("state", {})
             matched = scope.get("route")
             route = state.get("route") or getattr(matched, "path", None) or path
-            log_request(request_id=rid, service=self.service, method=scope.get("method"),
-                        path=path, route=route, model=state.get("model"),
-                        status=status["code"], latency_ms=round(latency_ms, 2))
+            log_request(
+                request_id=rid,
+                service=self.service,
+                method=scope.get("method"),
+                path=path,
+                route=route,
+                model=state.get("model"),
+                status=status["code"],
+                latency_ms=round(latency_ms, 2),
+            )
             tags = {"service": self.service, "route": route, "status": str(status["code"])}
             metrics.REQUESTS.inc(tags=tags)
             metrics.REQUEST_LATENCY_MS.observe(latency_ms, tags=tags)
@@ -110,7 +123,8 @@ class ServiceMiddleware:
             if length and length.isdigit() and int(length) > limits.max_body_bytes:
                 err = PayloadTooLargeError(
                     f"Request body of {length} bytes exceeds the limit of "
-                    f"{limits.max_body_bytes} bytes.")
+                    f"{limits.max_body_bytes} bytes."
+                )
         if err is None and not open_path and self.inflight >= limits.max_concurrent:
             metrics.REJECTED.inc(tags={"service": self.service})
             err = OverloadedError(retry_after_s=limits.retry_after_s)
@@ -129,7 +143,8 @@ class ServiceMiddleware:
                 received += len(message.get("body", b""))
                 if received > limits.max_body_bytes:
                     raise PayloadTooLargeError(
-                        f"Request body exceeds the limit of {limits.max_body_bytes} bytes.")
+                        f"Request body exceeds the limit of {limits.max_body_bytes} bytes."
+                    )
             return message
 
         async def tracked_send(message: Message) -> None:

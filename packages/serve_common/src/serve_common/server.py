@@ -89,8 +89,11 @@ class ModelServer(ABC, Generic[ConfigT, EngineT]):
 
     def check_model(self, name: str | None, request: Request | None = None) -> str:
         if not isinstance(name, str) or not name:
-            raise InvalidRequestError("Missing required parameter: 'model'.", param="model",
-                                      code="missing_required_parameter")
+            raise InvalidRequestError(
+                "Missing required parameter: 'model'.",
+                param="model",
+                code="missing_required_parameter",
+            )
         if name not in self.config.names:
             raise ModelNotFoundError(name, self.config.names)
         if request is not None:
@@ -99,10 +102,12 @@ class ModelServer(ABC, Generic[ConfigT, EngineT]):
 
     def model_list(self) -> ModelList:
         info = self._engine.describe() if self._engine is not None else {}
-        return ModelList(data=[
-            ModelCard(id=name, task=self.service, root=info.get("model", self.config.model))
-            for name in self.config.names
-        ])
+        return ModelList(
+            data=[
+                ModelCard(id=name, task=self.service, root=info.get("model", self.config.model))
+                for name in self.config.names
+            ]
+        )
 
     # ---- Serve hooks -----------------------------------------------------------------------
     async def reconfigure(self, user_config: dict[str, Any] | None) -> None:
@@ -111,8 +116,10 @@ class ModelServer(ABC, Generic[ConfigT, EngineT]):
             if user_config == self._last_user_config and self._engine is not None:
                 return
             new_config: ConfigT = self.base_config.merged(user_config)  # type: ignore[assignment]
-            needs_engine = (self._engine is None
-                            or new_config.engine_signature() != self.config.engine_signature())
+            needs_engine = (
+                self._engine is None
+                or new_config.engine_signature() != self.config.engine_signature()
+            )
             if needs_engine:
                 await self._swap_engine(new_config)
             self.config = new_config
@@ -137,8 +144,12 @@ class ModelServer(ABC, Generic[ConfigT, EngineT]):
         if old is not None:
             await old.close()
             metrics.MODEL_RELOADS.inc(tags={"service": self.service, "outcome": "ok"})
-        logger.info("%s: model %s ready in %.1fs", self.service, new_config.model,
-                    time.perf_counter() - started)
+        logger.info(
+            "%s: model %s ready in %.1fs",
+            self.service,
+            new_config.model,
+            time.perf_counter() - started,
+        )
 
     async def _load(self, config: ConfigT) -> EngineT:
         engine = self.create_engine(config)
@@ -174,10 +185,12 @@ class ModelServer(ABC, Generic[ConfigT, EngineT]):
 
     @staticmethod
     def _make_limits(config: ServiceConfig) -> RequestLimits:
-        return RequestLimits(api_keys=config.resolved_api_keys(),
-                             max_body_bytes=config.max_body_bytes,
-                             max_concurrent=config.max_concurrent_requests,
-                             retry_after_s=config.retry_after_s)
+        return RequestLimits(
+            api_keys=config.resolved_api_keys(),
+            max_body_bytes=config.max_body_bytes,
+            max_concurrent=config.max_concurrent_requests,
+            retry_after_s=config.retry_after_s,
+        )
 
     # ---- gateway entry points (called through a DeploymentHandle) ---------------------------
     async def served_names(self) -> list[str]:

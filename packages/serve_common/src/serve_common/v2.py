@@ -61,7 +61,8 @@ def _check_shape(tensor: InferTensor, count: int) -> None:
         expected *= dim
     if expected != count:
         raise InvalidRequestError(
-            f"tensor '{tensor.name}' has shape {tensor.shape} but {count} elements")
+            f"tensor '{tensor.name}' has shape {tensor.shape} but {count} elements"
+        )
 
 
 def bytes_as_text(tensor: InferTensor) -> list[str]:
@@ -75,8 +76,9 @@ def bytes_as_text(tensor: InferTensor) -> list[str]:
     for item in data:
         if not isinstance(item, str):
             raise InvalidRequestError(f"tensor '{tensor.name}' must hold strings")
-        out.append(_b64decode(tensor.name, item).decode("utf-8", "replace")
-                   if base64_encoded else item)
+        out.append(
+            _b64decode(tensor.name, item).decode("utf-8", "replace") if base64_encoded else item
+        )
     return out
 
 
@@ -106,9 +108,13 @@ def text_tensor(name: str, values: Sequence[str]) -> InferTensor:
 
 
 def binary_tensor(name: str, values: Sequence[bytes]) -> InferTensor:
-    return InferTensor(name=name, shape=[len(values)], datatype="BYTES",
-                       parameters={"content_type": "base64"},
-                       data=[base64.b64encode(v).decode() for v in values])
+    return InferTensor(
+        name=name,
+        shape=[len(values)],
+        datatype="BYTES",
+        parameters={"content_type": "base64"},
+        data=[base64.b64encode(v).decode() for v in values],
+    )
 
 
 def fp32_tensor(name: str, rows: Sequence[Sequence[float]] | Sequence[float]) -> InferTensor:
@@ -117,12 +123,15 @@ def fp32_tensor(name: str, rows: Sequence[Sequence[float]] | Sequence[float]) ->
         width = len(rows[0])  # type: ignore[arg-type]
         flat = [float(x) for row in rows for x in row]  # type: ignore[union-attr]
         return InferTensor(name=name, shape=[len(rows), width], datatype="FP32", data=flat)
-    return InferTensor(name=name, shape=[len(rows)], datatype="FP32",
-                       data=[float(x) for x in rows])  # type: ignore[arg-type]
+    return InferTensor(name=name, shape=[len(rows)], datatype="FP32", data=[float(x) for x in rows])  # type: ignore[arg-type]
 
 
-def v2_router(*, names: Callable[[], list[str]], model: Callable[[], V2Model],
-              ready: Callable[[], Awaitable[bool]]) -> APIRouter:
+def v2_router(
+    *,
+    names: Callable[[], list[str]],
+    model: Callable[[], V2Model],
+    ready: Callable[[], Awaitable[bool]],
+) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["kserve-v2"])
 
     def check(name: str) -> None:
@@ -131,8 +140,9 @@ def v2_router(*, names: Callable[[], list[str]], model: Callable[[], V2Model],
 
     @router.get("")
     async def server_metadata() -> ServerMetadata:
-        return ServerMetadata(name=SERVER_NAME, version=SERVER_VERSION,
-                              extensions=["model_repository_list"])
+        return ServerMetadata(
+            name=SERVER_NAME, version=SERVER_VERSION, extensions=["model_repository_list"]
+        )
 
     @router.get("/health/live")
     async def live() -> dict[str, bool]:

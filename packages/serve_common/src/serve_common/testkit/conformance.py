@@ -66,8 +66,11 @@ class ServiceConformance:
     # ---- helpers -----------------------------------------------------------------------------
     @pytest.fixture(scope="class")
     def client(self, service_url: str) -> Any:
-        with httpx.Client(base_url=service_url, timeout=self.timeout_s,
-                          headers={"Authorization": f"Bearer {TEST_API_KEY}"}) as c:
+        with httpx.Client(
+            base_url=service_url,
+            timeout=self.timeout_s,
+            headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+        ) as c:
             yield c
 
     def _post_valid(self, client: httpx.Client, model: str | None = None) -> httpx.Response:
@@ -119,8 +122,9 @@ class ServiceConformance:
     def test_invalid_json_is_400(self, client: httpx.Client) -> None:
         if self.valid_multipart is not None:
             pytest.skip("multipart endpoint")
-        resp = client.post(self.openai_path, content=b"{not json",
-                           headers={"content-type": "application/json"})
+        resp = client.post(
+            self.openai_path, content=b"{not json", headers={"content-type": "application/json"}
+        )
         assert_openai_error(resp, 400)
 
     def test_missing_model_is_400(self, client: httpx.Client) -> None:
@@ -137,15 +141,17 @@ class ServiceConformance:
             if isinstance(payload, dict):
                 resp = client.post(self.openai_path, json={"model": self.model_name, **payload})
             else:
-                resp = client.post(self.openai_path, content=payload,
-                                   headers={"content-type": "application/json"})
+                resp = client.post(
+                    self.openai_path, content=payload, headers={"content-type": "application/json"}
+                )
             err = assert_openai_error(resp, status)
             assert 400 <= resp.status_code < 500, (payload, err)
 
     def test_body_too_large_is_413(self, client: httpx.Client) -> None:
         blob = b"x" * (self.max_body_bytes + 1)
-        resp = client.post(self.openai_path, content=blob,
-                           headers={"content-type": "application/json"})
+        resp = client.post(
+            self.openai_path, content=blob, headers={"content-type": "application/json"}
+        )
         assert_openai_error(resp, 413)
 
     def test_unknown_route_is_404(self, client: httpx.Client) -> None:
@@ -170,8 +176,10 @@ class ServiceConformance:
 
     def test_v2_infer(self, client: httpx.Client) -> None:
         assert self.v2_valid_inputs is not None
-        resp = client.post(f"/v2/models/{self.model_name}/infer",
-                           json={"id": "req-1", "inputs": self.v2_valid_inputs})
+        resp = client.post(
+            f"/v2/models/{self.model_name}/infer",
+            json={"id": "req-1", "inputs": self.v2_valid_inputs},
+        )
         assert resp.status_code == 200, resp.text
         body = resp.json()
         assert body["model_name"] == self.model_name
@@ -186,14 +194,24 @@ class ServiceConformance:
     def test_v2_bad_infer_is_4xx(self, client: httpx.Client) -> None:
         url = f"/v2/models/{self.model_name}/infer"
         assert_v2_error(client.post(url, json={"inputs": []}), 400)
-        assert_v2_error(client.post(url, content=b"nope",
-                                    headers={"content-type": "application/json"}), 400)
-        assert_v2_error(client.post(url, json={"inputs": [
-            {"name": "wrong", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}), 400)
+        assert_v2_error(
+            client.post(url, content=b"nope", headers={"content-type": "application/json"}), 400
+        )
+        assert_v2_error(
+            client.post(
+                url,
+                json={
+                    "inputs": [{"name": "wrong", "shape": [1], "datatype": "BYTES", "data": ["x"]}]
+                },
+            ),
+            400,
+        )
         for inputs in self.v2_bad_inputs:
             assert_v2_error(client.post(url, json={"inputs": inputs}), 400)
-        assert_v2_error(client.post("/v2/models/no-such-model/infer",
-                                    json={"inputs": self.v2_valid_inputs}), 404)
+        assert_v2_error(
+            client.post("/v2/models/no-such-model/infer", json={"inputs": self.v2_valid_inputs}),
+            404,
+        )
 
     # ---- survival ------------------------------------------------------------------------------
     def test_zz_still_serving_after_bad_input(self, client: httpx.Client) -> None:

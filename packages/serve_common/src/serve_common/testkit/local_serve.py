@@ -8,8 +8,12 @@ import socket
 import time
 from typing import Any
 
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 def free_port() -> int:
@@ -48,12 +52,15 @@ class LocalServe:
         os.environ.update(OFFLINE_ENV)
         if not ray.is_initialized():
             # Logical CPUs: replicas reserve a fraction each; the machine may have only 2.
-            ray.init(num_cpus=self.num_cpus, num_gpus=0, include_dashboard=False,
-                     log_to_driver=os.environ.get("AI_TEST_RAY_LOGS") == "1",
-                     object_store_memory=256 * 1024 * 1024,
-                     runtime_env={"env_vars": dict(OFFLINE_ENV)})
-        serve.start(http_options={"host": "127.0.0.1", "port": self.port,
-                                  "request_timeout_s": 300})
+            ray.init(
+                num_cpus=self.num_cpus,
+                num_gpus=0,
+                include_dashboard=False,
+                log_to_driver=os.environ.get("AI_TEST_RAY_LOGS") == "1",
+                object_store_memory=256 * 1024 * 1024,
+                runtime_env={"env_vars": dict(OFFLINE_ENV)},
+            )
+        serve.start(http_options={"host": "127.0.0.1", "port": self.port, "request_timeout_s": 300})
         self.started = True
 
     def deploy(self, app: Any, name: str, route_prefix: str, timeout_s: float = 600) -> str:
