@@ -53,6 +53,7 @@ class LocalServe:
         if not ray.is_initialized():
             # Logical CPUs: replicas reserve a fraction each; the machine may have only 2.
             ray.init(
+                address="local",  # always a fresh embedded cluster, never someone else's
                 num_cpus=self.num_cpus,
                 num_gpus=0,
                 include_dashboard=False,
