@@ -1,1 +1,2 @@
-"""embed_serve."""
+"""Embeddings service:
+OpenAI /v1/embeddings and KServe V2 on sentence-transformers or FlagEmbedding."""

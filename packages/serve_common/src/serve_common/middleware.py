@@ -37,6 +37,16 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _serve_request_id() -> str:
+    """The request id Ray Serve's proxy assigned (it echoes it as `x-request-id` itself)."""
+    try:
+        from ray.serve.context import _get_serve_request_context
+
+        return str(_get_serve_request_context().request_id or "")
+    except Exception:
+        return ""
+
+
 def _is_open(path: str) -> bool:
     return path.rstrip("/").endswith(OPEN_SUFFIXES) or path.rstrip("/") in ("", "/v2")
 
@@ -72,8 +82,9 @@ class ServiceMiddleware:
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            (REQUEST_ID_HEADER, rid.encode()),
         ]
+        if not _serve_request_id():
+            headers.append((REQUEST_ID_HEADER, rid.encode()))
         headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
         await send({"type": "http.response.start", "status": err.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -86,7 +97,10 @@ class ServiceMiddleware:
             return
         start = time.perf_counter()
         path: str = scope.get("path", "")
-        rid = _header(scope, REQUEST_ID_HEADER) or uuid.uuid4().hex
+        serve_rid = _serve_request_id()
+        rid = _header(scope, REQUEST_ID_HEADER) or serve_rid or uuid.uuid4().hex
+        # Behind Serve's proxy the response already carries x-request-id; outside it, we add it.
+        echo_id = not serve_rid
         scope.setdefault("state", {})["request_id"] = rid
         limits = self.limits()
         status = {"code": 500}
@@ -150,8 +164,9 @@ class ServiceMiddleware:
         async def tracked_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (REQUEST_ID_HEADER, rid.encode())]
+                if echo_id:
+                    headers = list(message.get("headers", []))
+                    message["headers"] = [*headers, (REQUEST_ID_HEADER, rid.encode())]
             await send(message)
 
         if not open_path:

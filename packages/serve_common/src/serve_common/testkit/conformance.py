@@ -10,9 +10,9 @@ Subclass it in a package's tests::
         v2_valid_inputs = [...]
         v2_output_names = ["embedding"]
 
-        @pytest.fixture(scope="class")
-        def service_url(self, ...):  # e.g. http://127.0.0.1:PORT/embeddings
-            ...
+        @pytest.fixture
+        def service_url(self, my_module_scoped_deployment: str) -> str:
+            return my_module_scoped_deployment  # e.g. http://127.0.0.1:PORT/embeddings
 
 The service under test must be deployed with `api_keys=[TEST_API_KEY]` and
 `max_body_bytes=max_body_bytes`. Multipart services set `valid_multipart` instead of
@@ -64,7 +64,7 @@ class ServiceConformance:
     timeout_s: ClassVar[float] = 120.0
 
     # ---- helpers -----------------------------------------------------------------------------
-    @pytest.fixture(scope="class")
+    @pytest.fixture
     def client(self, service_url: str) -> Any:
         with httpx.Client(
             base_url=service_url,

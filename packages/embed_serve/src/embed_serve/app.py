@@ -1,0 +1,14 @@
+"""`import_path: embed_serve.app:build_app` — what a Serve config points at."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from serve_common.builder import build_service_app
+
+from embed_serve.config import EmbeddingConfig
+from embed_serve.server import EmbeddingDeployment
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    return build_service_app(EmbeddingDeployment, EmbeddingConfig, args)

@@ -1,0 +1,1 @@
+"""Embedding backends, one module each; heavy libraries are imported only inside them."""
