@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from serve_common.testkit import TEST_API_KEY, LocalServe, ServiceConformance
 from serve_common.testkit.tiny_models import build_tiny_bge
 

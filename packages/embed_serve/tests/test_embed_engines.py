@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from embed_serve.config import EmbeddingConfig
 from embed_serve.engine import EmbeddingEngine, create_engine
 
@@ -46,6 +47,7 @@ def test_minilm_semantics(minilm_st: EmbeddingEngine) -> None:
 def test_matches_sentence_transformers_encode(minilm_st: EmbeddingEngine) -> None:
     """Our length-sorted forward gives what SentenceTransformer.encode gives."""
     from sentence_transformers import SentenceTransformer
+
     from serve_common.model_paths import resolve_model_path
 
     reference = SentenceTransformer(resolve_model_path(MINILM), device="cpu").encode(

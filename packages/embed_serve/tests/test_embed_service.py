@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
+
 from serve_common.testkit import TEST_API_KEY, ServiceConformance
 from serve_common.testkit.conformance import assert_openai_error
 

@@ -22,17 +22,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from ray import serve
+from starlette.formparsers import MultiPartParser
+
 from serve_common.errors import (
     APIError,
     InvalidRequestError,
     ModelNotFoundError,
+    NotFoundError,
     NotReadyError,
     install_error_handlers,
 )
 from serve_common.middleware import RequestLimits, ServiceMiddleware
 from serve_common.protocol.models import ModelList
 from serve_common.v2 import SERVER_NAME, SERVER_VERSION
-from starlette.formparsers import MultiPartParser
 
 logger = logging.getLogger("ingress.gateway")
 
@@ -122,6 +124,8 @@ class Gateway:
                 if len(apps) == 1:
                     return apps[0]
                 break
+        else:
+            raise NotFoundError(f"No route for {path}.")
         raise InvalidRequestError(
             "Missing required parameter: 'model'.", param="model", code="missing_required_parameter"
         )
@@ -201,6 +205,10 @@ class Gateway:
 def build_gateway_app(gw: Gateway) -> FastAPI:
     app = FastAPI(title="ai-inference gateway", docs_url="/docs", redoc_url=None)
     install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

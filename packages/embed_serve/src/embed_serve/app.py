@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from serve_common.builder import build_service_app
-
 from embed_serve.config import EmbeddingConfig
 from embed_serve.server import EmbeddingDeployment
+from serve_common.builder import build_service_app
 
 
 def build_app(args: dict[str, Any]) -> Any:

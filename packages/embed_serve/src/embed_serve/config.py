@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
+
 from serve_common.config import ServiceConfig
 
 BGE_EN_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "

@@ -10,9 +10,9 @@ from abc import abstractmethod
 from typing import Any
 
 import numpy as np
-from serve_common.engine import Engine
 
 from embed_serve.config import EmbeddingConfig
+from serve_common.engine import Engine
 
 
 class EmbeddingEngine(Engine):

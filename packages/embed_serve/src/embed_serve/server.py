@@ -12,6 +12,10 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request
 from ray import serve
+
+from embed_serve import metrics as m
+from embed_serve.config import EmbeddingConfig
+from embed_serve.engine import EmbeddingEngine, create_engine
 from serve_common import metrics
 from serve_common.errors import InvalidRequestError
 from serve_common.protocol.embeddings import Embedding, EmbeddingRequest, EmbeddingResponse
@@ -19,10 +23,6 @@ from serve_common.protocol.usage import EmbeddingUsage
 from serve_common.protocol.v2 import InferRequest, InferResponse, ModelMetadata, TensorMetadata
 from serve_common.server import ModelServer
 from serve_common.v2 import bytes_as_text, find_input, fp32_tensor
-
-from embed_serve import metrics as m
-from embed_serve.config import EmbeddingConfig
-from embed_serve.engine import EmbeddingEngine, create_engine
 
 
 class PreparedInputs:

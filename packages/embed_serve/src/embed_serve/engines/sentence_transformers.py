@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from serve_common.device import apply_memory_fraction, resolve_torch_device, supports_fp16
-from serve_common.model_paths import resolve_model_path
 
 from embed_serve.engine import EmbeddingEngine
 from embed_serve.engines._torch import pad_batch, run_sorted
+from serve_common.device import apply_memory_fraction, resolve_torch_device, supports_fp16
+from serve_common.model_paths import resolve_model_path
 
 
 class SentenceTransformerEngine(EmbeddingEngine):

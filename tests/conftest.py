@@ -1,0 +1,45 @@
+"""Cross-package tests: the local fleet end to end on the session's embedded Ray."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serve_common.testkit import TEST_API_KEY, LocalServe, ServiceConformance
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def keyed(config: dict[str, Any]) -> dict[str, Any]:
+    """The rendered Serve config with the conformance API key and body limit on every app."""
+    config = copy.deepcopy(config)
+    for app in config["applications"]:
+        app["args"]["api_keys"] = [TEST_API_KEY]
+        app["args"]["max_body_bytes"] = ServiceConformance.max_body_bytes
+    return config
+
+
+@pytest.fixture(scope="session")
+def local_platform(local_serve: LocalServe) -> Iterator[str]:
+    """`fleets/local.yaml` deployed the way `just serve` deploys it (declarative Serve config,
+    gateway at `/`), on the session's Ray. Yields the base URL (no route)."""
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    from ingress.fleet import load_fleet
+    from ingress.local import wait_ready
+    from ingress.render_serve import render_serve_config
+
+    fleet = load_fleet(ROOT / "fleets" / "local.yaml")
+    config = keyed(render_serve_config(fleet))
+    client = _get_global_client()
+    client.deploy_apps(ServeDeploySchema.model_validate(config), _blocking=False)
+    states = wait_ready(config, timeout_s=1500)
+    failed = {n: s for n, s in states.items() if s[0] != "RUNNING"}
+    assert not failed, f"local fleet did not come up: {failed}"
+    yield local_serve.base_url
