@@ -60,8 +60,13 @@ def main() -> None:
         model.encode(texts, batch_size=32, normalize_embeddings=True)
         return time.perf_counter() - start
 
+    def direct_single_run() -> list[float]:
+        return timed(lambda: model.encode([texts[0]], normalize_embeddings=True), args.single)
+
+    # Direct runs before and after the platform runs; the best of each is kept, so a noisy
+    # moment on the machine does not count against the peer.
     direct_s = min(direct_batch() for _ in range(2))
-    direct_single = timed(lambda: model.encode([texts[0]], normalize_embeddings=True), args.single)
+    direct_single = direct_single_run()
 
     serve = LocalServe.shared()
     url = serve.deploy(
@@ -97,6 +102,10 @@ def main() -> None:
             args.single,
         )
     serve.stop()
+    direct_s = min(direct_s, direct_batch())
+    again = direct_single_run()
+    if stats(again)["p50_ms"] < stats(direct_single)["p50_ms"]:
+        direct_single = again
 
     n = args.sentences
     direct_tput = n / direct_s
