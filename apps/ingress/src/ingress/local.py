@@ -87,6 +87,7 @@ def wait_ready(
     names = [a["name"] for a in config["applications"]]
     started = time.monotonic()
     last: dict[str, str] = {}
+    last_print = 0.0
     while True:
         states = _app_states()
         elapsed = time.monotonic() - started
@@ -96,11 +97,16 @@ def wait_ready(
                 note = f"  {msg.splitlines()[0][:120]}" if msg and state != "RUNNING" else ""
                 print(f"[{elapsed:6.1f}s] {name:<12} {state}{note}", file=out, flush=True)
                 last[name] = state
+                last_print = elapsed
         done = [
             n for n in names if states.get(n, ("",))[0] in ("RUNNING", "DEPLOY_FAILED", "UNHEALTHY")
         ]
         if len(done) == len(names):
             return states
+        if elapsed - last_print >= 15:
+            waiting = [f"{n} {last.get(n, 'PENDING')}" for n in names if n not in done]
+            print(f"[{elapsed:6.1f}s] still loading: {', '.join(waiting)}", file=out, flush=True)
+            last_print = elapsed
         if elapsed > timeout_s:
             raise TimeoutError(f"not ready after {timeout_s:.0f}s: {_status_line(last)}")
         time.sleep(poll_s)
