@@ -21,8 +21,8 @@ class ServiceKind:
 SERVICE_KINDS: dict[str, ServiceKind] = {
     k.kind: k
     for k in (
-        ServiceKind("llm", "llm-serve", "llm_serve.app:build_app", "LLMServer", "/llm"),
-        ServiceKind("stt", "stt-serve", "stt_serve.app:build_app", "WhisperServer", "/whisper"),
+        ServiceKind("llm", "llm-serve", "llm_serve.app:build_app", "LLMDeployment", "/llm"),
+        ServiceKind("stt", "stt-serve", "stt_serve.app:build_app", "SttServer", "/whisper"),
         ServiceKind("tts", "tts-serve", "tts_serve.app:build_app", "TTSServer", "/tts"),
         ServiceKind(
             "embeddings",

@@ -1,0 +1,1 @@
+"""One module per speech-to-text backend (heavy imports stay inside them)."""
