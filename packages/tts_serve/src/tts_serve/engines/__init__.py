@@ -1,0 +1,1 @@
+"""One module per TTS backend; each imports its library inside."""
