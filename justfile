@@ -40,9 +40,17 @@ fmt:
 validate fleet=fleet:
     uv run --frozen --no-sync aiserve validate {{fleet}}
 
-# render a fleet's Serve config to stdout
-render fleet=fleet:
+# print a fleet's Serve config (what `serve run` / serveConfigV2 get)
+serve-config fleet=fleet:
     uv run --frozen --no-sync aiserve render {{fleet}}
+
+# render a fleet's RayService, KServe aliases and kustomization (default: homelab -> kuberay/app)
+render fleet="fleets/homelab.yaml" dir="kuberay/app":
+    uv run --frozen --no-sync aiserve render {{fleet}} --kuberay-dir {{dir}}
+
+# build one GPU arch's image for a fleet (cpu, cuda, rocm, xpu); extra args go to docker build
+image arch fleet="fleets/homelab.yaml" *args:
+    docker build -f images/Dockerfile $(uv run --frozen --no-sync aiserve image-packages {{fleet}} {{arch}} --format build-args) -t ai-inference:{{arch}} {{args}} .
 
 # run one benchmark (embed, rerank, stt, tts, llm); results go to bench/results/
 bench name *args: sync

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingress.fleet import Fleet, ModelService
+from ingress.fleet import Fleet, ModelService, WorkerGroup
 from ingress.services import (
     GATEWAY_APP,
     GATEWAY_DEPLOYMENT,
@@ -13,11 +13,34 @@ from ingress.services import (
 )
 
 ARCH_DEVICE = {"cpu": "cpu", "cuda": "cuda", "rocm": "rocm", "xpu": "xpu"}
-PLACEMENT_UNITS = 0.001  # a token amount of the group's custom resource pins the replica
+# Every node of a worker group advertises PLACEMENT_CAPACITY of the group's custom resource
+# (`accel_<group>`); each replica asks for a token PLACEMENT_UNITS of it, which pins it to the
+# group's nodes without limiting how many replicas share them (GPUs and CPUs do that).
+PLACEMENT_CAPACITY = 1.0
+PLACEMENT_UNITS = 0.001
+
+
+def node_resources(group: WorkerGroup) -> dict[str, float]:
+    """The custom resources a node of `group` advertises (KubeRay `rayStartParams.resources`,
+    `ray start --resources`, or a test cluster's node)."""
+    return {group.resource: PLACEMENT_CAPACITY}
+
+
+def admission_limit(m: ModelService) -> int | None:
+    """Requests one replica holds (working + waiting) before it answers 503 + Retry-After.
+
+    Serve's own queue limit answers a plain-text 503 with no Retry-After, so the bound is
+    enforced inside the replica (the OpenAI error shape) and Serve lets that many through."""
+    if m.max_queued_requests < 0:
+        return None
+    return m.max_ongoing_requests + m.max_queued_requests
 
 
 def service_args(fleet: Fleet, m: ModelService) -> dict[str, Any]:
     args = dict(m.args)
+    limit = admission_limit(m)
+    if limit is not None:
+        args.setdefault("max_concurrent_requests", limit)
     group = fleet.group(m.group)
     args.setdefault("device", ARCH_DEVICE[group.arch] if group and m.gpu_fraction > 0 else "cpu")
     if m.gpu_fraction > 0:
@@ -48,8 +71,11 @@ def deployment_entry(fleet: Fleet, m: ModelService) -> dict[str, Any]:
         entry["autoscaling_config"] = m.autoscaling.model_dump()
     else:
         entry["num_replicas"] = m.replicas
+    limit = admission_limit(m)
     entry.update(
-        max_ongoing_requests=m.max_ongoing_requests,
+        # Requests up to the replica's admission limit reach it (it queues them itself and
+        # refuses the rest in the OpenAI shape); Serve's queue only catches what is left.
+        max_ongoing_requests=limit if limit is not None else m.max_ongoing_requests,
         max_queued_requests=m.max_queued_requests,
         health_check_period_s=m.health_check_period_s,
         health_check_timeout_s=m.health_check_timeout_s,

@@ -44,6 +44,11 @@ class Engine(ABC):
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
+    def gpu_memory_used(self) -> int | None:
+        """Bytes of GPU memory this engine holds, or None (CPU, or not measurable). Torch
+        engines return `serve_common.device.gpu_memory_used_bytes(device)`."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Facts about the loaded model for `/v1/models` and V2 metadata (dims, max length…)."""
         return {}

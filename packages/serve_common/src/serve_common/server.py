@@ -141,6 +141,7 @@ class ModelServer(ABC, Generic[ConfigT, EngineT]):
                 logger.exception("reload failed; keeping the previous model")
             raise
         self._engine = new
+        metrics.GPU_MEMORY_BUDGET.set(new_config.gpu_memory_fraction or 0.0, tags=self._tags())
         if old is not None:
             await old.close()
             metrics.MODEL_RELOADS.inc(tags={"service": self.service, "outcome": "ok"})
@@ -163,6 +164,12 @@ class ModelServer(ABC, Generic[ConfigT, EngineT]):
                 return  # first load in progress; Serve's initial health checks wait for it
             raise RuntimeError("no engine loaded")
         await self._engine.check_health()
+        used = self._engine.gpu_memory_used()
+        if used is not None:
+            metrics.GPU_MEMORY_USED.set(float(used), tags=self._tags())
+
+    def _tags(self) -> dict[str, str]:
+        return {"service": self.service, "model": self.config.primary_name}
 
     async def ready(self) -> bool:
         return self._engine is not None and self._engine.loaded
