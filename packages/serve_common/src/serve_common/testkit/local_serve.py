@@ -50,17 +50,27 @@ class LocalServe:
         from ray import serve
 
         os.environ.update(OFFLINE_ENV)
-        if not ray.is_initialized():
-            # Logical CPUs: replicas reserve a fraction each; the machine may have only 2.
-            ray.init(
-                address="local",  # always a fresh embedded cluster, never someone else's
-                num_cpus=self.num_cpus,
-                num_gpus=0,
-                include_dashboard=False,
-                log_to_driver=os.environ.get("AI_TEST_RAY_LOGS") == "1",
-                object_store_memory=256 * 1024 * 1024,
-                runtime_env={"env_vars": dict(OFFLINE_ENV)},
-            )
+        for attempt in range(3):
+            if ray.is_initialized():
+                break
+            try:
+                # Logical CPUs: replicas reserve a fraction each; the machine may have only 2.
+                ray.init(
+                    address="local",  # always a fresh embedded cluster, never someone else's
+                    num_cpus=self.num_cpus,
+                    num_gpus=0,
+                    include_dashboard=False,
+                    log_to_driver=os.environ.get("AI_TEST_RAY_LOGS") == "1",
+                    object_store_memory=256 * 1024 * 1024,
+                    runtime_env={"env_vars": dict(OFFLINE_ENV)},
+                )
+            except Exception:
+                # On a loaded machine the raylet can give up waiting for its agents
+                # ("node timed out during startup"): start again rather than fail the session.
+                ray.shutdown()
+                if attempt == 2:
+                    raise
+                time.sleep(5)
         serve.start(http_options={"host": "127.0.0.1", "port": self.port, "request_timeout_s": 300})
         self.started = True
 
