@@ -94,3 +94,49 @@ class TestGatewayConformance(ServiceConformance):
     @pytest.fixture
     def service_url(self, local_platform: str) -> str:
         return local_platform
+
+
+def test_speech_round_trip_through_the_gateway(local_platform: str) -> None:
+    """tts-1 speaks, whisper-1 listens: both by alias, through the one /v1 base URL."""
+    client = sdk(f"{local_platform}/v1")
+    speech = client.audio.speech.create(
+        model="tts-1",
+        voice="alloy",
+        input="Open the door and turn on the lights.",
+        response_format="wav",
+    )
+    audio = speech.read()
+    assert audio[:4] == b"RIFF" and len(audio) > 10_000
+    text = client.audio.transcriptions.create(
+        model="whisper-1", file=("speech.wav", audio, "audio/wav"), response_format="text"
+    )
+    words = str(text).lower()
+    assert "door" in words and "light" in words, words
+
+
+def test_rerank_through_the_gateway(local_platform: str) -> None:
+    resp = httpx.post(
+        f"{local_platform}/v1/rerank",
+        headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+        json={
+            "model": "rerank-english-v3.0",
+            "query": "What is the capital of France?",
+            "documents": [
+                "Bananas are rich in potassium.",
+                "Paris is the capital and largest city of France.",
+                {"text": "The stock market fell on Monday."},
+            ],
+            "top_n": 2,
+            "return_documents": True,
+        },
+        timeout=60,
+    )
+    assert resp.status_code == 200, resp.text
+    results = resp.json()["results"]
+    assert len(results) == 2 and results[0]["index"] == 1
+    assert "Paris" in results[0]["document"]["text"]
+
+
+def test_every_service_listed_by_the_gateway(local_platform: str) -> None:
+    ids = {m.id for m in sdk(f"{local_platform}/v1").models.list()}
+    assert {"whisper-1", "tts-1", "rerank-english-v3.0", EMBED} <= ids
