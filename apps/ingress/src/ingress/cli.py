@@ -17,8 +17,12 @@ from pathlib import Path
 
 import yaml
 
-from ingress.fleet import FleetError, load_fleet
-from ingress.render_serve import render_serve_config
+from serve_common.embedded_ray import prepare_embedded_ray
+
+prepare_embedded_ray()  # before anything imports ray (the gateway module does)
+
+from ingress.fleet import FleetError, load_fleet  # noqa: E402
+from ingress.render_serve import render_serve_config  # noqa: E402
 
 DEFAULT_FLEET = "fleets/local.yaml"
 

@@ -15,12 +15,7 @@ from typing import Any, TextIO
 
 from ingress.fleet import Fleet
 from ingress.render_serve import render_serve_config
-
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
+from serve_common.embedded_ray import OFFLINE_ENV, prepare_embedded_ray
 
 
 def _status_line(apps: dict[str, Any]) -> str:
@@ -45,6 +40,7 @@ def start(
     num_cpus: int | None = None,
 ) -> dict[str, Any]:
     """Start embedded Ray + Serve and submit the fleet's Serve config; return that config."""
+    prepare_embedded_ray()
     import ray
     from ray.serve._private import api as serve_api
     from ray.serve.config import ProxyLocation

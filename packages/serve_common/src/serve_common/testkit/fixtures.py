@@ -7,7 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from serve_common.testkit.local_serve import OFFLINE_ENV, LocalServe
+from serve_common.embedded_ray import prepare_embedded_ray
+
+prepare_embedded_ray()  # before anything imports ray
+
+from serve_common.testkit.local_serve import OFFLINE_ENV, LocalServe  # noqa: E402
 
 os.environ.update(OFFLINE_ENV)
 

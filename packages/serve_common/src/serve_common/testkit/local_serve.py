@@ -8,12 +8,9 @@ import socket
 import time
 from typing import Any
 
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
+from serve_common.embedded_ray import OFFLINE_ENV, prepare_embedded_ray
+
+__all__ = ["OFFLINE_ENV", "LocalServe", "free_port"]
 
 
 def free_port() -> int:
@@ -46,6 +43,7 @@ class LocalServe:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        prepare_embedded_ray()
         import ray
         from ray import serve
 
