@@ -18,7 +18,7 @@ Peers:
           uv pip install "infinity-emb[torch,server]==0.0.78" torch==2.13.0
 Target: platform over HTTP >= 0.9x the direct call.
 
-Every system gets the same torch threads (--threads, default: all cores). Run:
+Every system gets the same torch threads (--threads, default 1). Run:
 `python bench/rerank_bench.py` (about 5-10 minutes on 2 cores).
 """
 
@@ -225,7 +225,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--words", type=int, default=60, help="words per passage")
     ap.add_argument("--cycles", type=int, default=4, help="interleaved rounds over all systems")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    # 1 by default: on a shared 2-core machine two torch threads per engine ran 1.5-2.5x
+    # SLOWER than one for every system (OMP threads wait on each other when a core is taken).
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per system")
     ap.add_argument("--no-infinity", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
