@@ -16,6 +16,8 @@ from serve_common.testkit.conformance import assert_openai_error
 pytestmark = pytest.mark.slow
 
 EMBED = "all-minilm-l6-v2"
+LLM = "smollm2-135m-instruct"
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def sdk(base_url: str) -> openai.OpenAI:
@@ -139,4 +141,32 @@ def test_rerank_through_the_gateway(local_platform: str) -> None:
 
 def test_every_service_listed_by_the_gateway(local_platform: str) -> None:
     ids = {m.id for m in sdk(f"{local_platform}/v1").models.list()}
-    assert {"whisper-1", "tts-1", "rerank-english-v3.0", EMBED} <= ids
+    assert {"whisper-1", "tts-1", "rerank-english-v3.0", EMBED, LLM, "gpt-4o-mini"} <= ids
+
+
+def test_chat_direct_and_through_the_gateway(local_platform: str) -> None:
+    """The same greedy answer at `/llm/v1` and at the gateway's `/v1` (by alias)."""
+    kwargs: dict = {"messages": FRANCE, "temperature": 0, "max_tokens": 20}
+    direct = sdk(f"{local_platform}/llm/v1").chat.completions.create(model=LLM, **kwargs)
+    via_gw = sdk(f"{local_platform}/v1").chat.completions.create(model="gpt-4o-mini", **kwargs)
+    assert "Paris" in (direct.choices[0].message.content or "")
+    assert via_gw.choices[0].message.content == direct.choices[0].message.content
+    assert via_gw.model == direct.model == LLM
+    assert via_gw.usage.completion_tokens == direct.usage.completion_tokens
+
+
+def test_chat_streams_through_the_gateway(local_platform: str) -> None:
+    """SSE passes through the gateway as chunks (not one buffered body), usage last."""
+    stream = sdk(f"{local_platform}/v1").chat.completions.create(
+        model=LLM,
+        messages=FRANCE,
+        temperature=0,
+        max_tokens=20,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Paris" in text
+    assert len(chunks) > 3
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0

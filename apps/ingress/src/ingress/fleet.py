@@ -119,6 +119,11 @@ class Cluster(_Strict):
     api_keys_env: str | None = Field(
         default=None, description="Env var (from a Secret) with comma-separated API keys."
     )
+    api_keys_file: str | None = Field(
+        default=None,
+        description="File with one API key per line, read by every replica (local runs, or a "
+        "Secret mounted as a file).",
+    )
     api_keys_secret: str = Field(
         default="ai-inference-api-keys", description="Secret holding the keys (KubeRay pods)."
     )

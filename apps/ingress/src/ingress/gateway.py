@@ -57,6 +57,7 @@ class GatewayConfig(BaseModel):
     apps: dict[str, str] = Field(description="application name → service kind")
     api_keys: list[str] = Field(default_factory=list)
     api_keys_env: str | None = None
+    api_keys_file: str | None = None
     max_body_bytes: int = 64 * 1024 * 1024
     max_concurrent_requests: int = 1024
     retry_after_s: int = 1
@@ -97,6 +98,7 @@ class Gateway:
             model="gateway",
             api_keys=self.config.api_keys,
             api_keys_env=self.config.api_keys_env,
+            api_keys_file=self.config.api_keys_file,
         ).resolved_api_keys()
         self.limits = RequestLimits(
             api_keys=keys,

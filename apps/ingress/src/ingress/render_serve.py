@@ -45,8 +45,10 @@ def service_args(fleet: Fleet, m: ModelService) -> dict[str, Any]:
     args.setdefault("device", ARCH_DEVICE[group.arch] if group and m.gpu_fraction > 0 else "cpu")
     if m.gpu_fraction > 0:
         args.setdefault("gpu_memory_fraction", m.gpu_fraction)
-    if fleet.cluster.api_keys_env and "api_keys_env" not in args:
-        args["api_keys_env"] = fleet.cluster.api_keys_env
+    for key in ("api_keys_env", "api_keys_file"):
+        value = getattr(fleet.cluster, key)
+        if value and key not in args:
+            args[key] = value
     return args
 
 
@@ -91,8 +93,10 @@ def gateway_args(fleet: Fleet) -> dict[str, Any]:
         "routes": fleet.routing_table(),
         "apps": {m.name: m.kind for m in fleet.models},
     }
-    if fleet.cluster.api_keys_env:
-        args["api_keys_env"] = fleet.cluster.api_keys_env
+    for key in ("api_keys_env", "api_keys_file"):
+        value = getattr(fleet.cluster, key)
+        if value:
+            args[key] = value
     return args
 
 

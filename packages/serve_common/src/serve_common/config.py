@@ -7,6 +7,7 @@ Each package's `<Task>Config` subclasses `ServiceConfig` and adds its engine opt
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -44,6 +45,11 @@ class ServiceConfig(BaseModel):
     api_keys_env: str | None = Field(
         default=None, description="Env var holding comma-separated API keys (for secrets)."
     )
+    api_keys_file: str | None = Field(
+        default=None,
+        description="File with one API key per line ('#' comments), e.g. a mounted Secret. "
+        "Read when the replica starts and on every reconfigure.",
+    )
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_concurrent_requests: int = Field(
         default=256, ge=1, description="In-flight requests per replica before 503 Retry-After."
@@ -55,6 +61,12 @@ class ServiceConfig(BaseModel):
         description="swap: load the new model beside the old one, then switch (no stall); "
         "replace: close the old one first (needs no extra memory).",
     )
+    reload_drain_timeout_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="On reload, how long requests already running on the old model may take "
+        "to finish before it is closed.",
+    )
 
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset(
         {
@@ -62,11 +74,13 @@ class ServiceConfig(BaseModel):
             "aliases",
             "api_keys",
             "api_keys_env",
+            "api_keys_file",
             "max_body_bytes",
             "max_concurrent_requests",
             "retry_after_s",
             "request_timeout_s",
             "reload_strategy",
+            "reload_drain_timeout_s",
         }
     )
 
@@ -98,7 +112,20 @@ class ServiceConfig(BaseModel):
     def resolved_api_keys(self) -> set[str]:
         keys = set(self.api_keys)
         if self.api_keys_env:
-            keys |= {k.strip() for k in os.environ.get(self.api_keys_env, "").split(",") if k}
+            keys |= {k.strip() for k in os.environ.get(self.api_keys_env, "").split(",")}
+        if self.api_keys_file:
+            try:
+                lines = Path(self.api_keys_file).read_text().splitlines()
+            except OSError as exc:
+                raise ValueError(f"api_keys_file {self.api_keys_file}: {exc.strerror}") from None
+            keys |= {ln.strip() for ln in lines if not ln.lstrip().startswith("#")}
+        keys.discard("")
+        if not keys and (self.api_keys_env or self.api_keys_file):
+            # Fail closed: a key source that is configured but empty must not open the service.
+            raise ValueError(
+                f"no API keys in {self.api_keys_file or '$' + str(self.api_keys_env)}; "
+                "refusing to serve without authentication"
+            )
         return keys
 
     def engine_signature(self) -> dict[str, Any]:
