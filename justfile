@@ -21,6 +21,10 @@ sync:
 serve fleet=fleet *args: sync
     uv run --frozen --no-sync aiserve serve {{fleet}} {{args}}
 
+# push an edited fleet to the running `just serve` (user_config changes reload in place)
+apply fleet=fleet:
+    uv run --frozen --no-sync aiserve apply {{fleet}}
+
 # the whole test suite (CPU, offline models); extra args go to pytest
 test *args: sync
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 uv run --frozen --no-sync pytest {{args}}

@@ -233,6 +233,68 @@ def test_hot_reload_swaps_only_when_the_model_changes() -> None:
     )
 
 
+@pytest.mark.parametrize("strategy", ["swap", "replace"])
+def test_reload_drains_requests_on_the_old_model(strategy: str) -> None:
+    """A request running on the old engine finishes on it; the old engine is closed only then."""
+    server = make(reload_strategy=strategy)
+
+    async def scenario() -> tuple[httpx.Response, int, int]:
+        server.gate = asyncio.Event()
+        old = server._engine
+        assert old is not None
+        slow = asyncio.create_task(
+            call(server, "POST", "/v1/embeddings", json={"model": "fake-model", "input": "wait"})
+        )
+        await asyncio.sleep(0.05)  # the request is now waiting inside the handler
+        reload = asyncio.create_task(server.reconfigure({"model": "org/other"}))
+        await asyncio.sleep(0.2)
+        closed_early = int(not old.loaded)
+        server.gate.set()
+        resp = await slow
+        await reload
+        return resp, closed_early, int(not old.loaded)
+
+    resp, closed_early, closed_after = asyncio.run(scenario())
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"model": "org/fake-model"}  # finished on the model it started on
+    assert (closed_early, closed_after) == (0, 1)
+    assert server._generations.running(server._generations.current) == 0
+
+
+def test_reload_drain_is_bounded() -> None:
+    server = make(reload_drain_timeout_s=0.2)
+
+    async def scenario() -> None:
+        server.gate = asyncio.Event()
+        slow = asyncio.create_task(
+            call(server, "POST", "/v1/embeddings", json={"model": "fake-model", "input": "wait"})
+        )
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(server.reconfigure({"model": "org/other"}), timeout=5)
+        server.gate.set()
+        await slow
+
+    asyncio.run(scenario())
+    assert server.config.model == "org/other"
+
+
+def test_api_keys_from_a_file(tmp_path: Any) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("# rotated 2026-11\nfile-key-1\n\n  file-key-2  \n")
+    server = make(api_keys=[], api_keys_file=str(keys))
+    for key in ("file-key-1", "file-key-2"):
+        headers = {"Authorization": f"Bearer {key}"}
+        assert req(server, "GET", "/v1/models", headers=headers).status_code == 200
+    assert (
+        req(server, "GET", "/v1/models", headers={"Authorization": "Bearer #"}).status_code == 401
+    )
+    keys.write_text("# nothing here\n")
+    with pytest.raises(ValueError, match="refusing to serve without authentication"):
+        make(api_keys=[], api_keys_file=str(keys))
+    with pytest.raises(ValueError, match="api_keys_file"):
+        make(api_keys=[], api_keys_file=str(tmp_path / "missing"))
+
+
 def test_forward_streams_head_then_chunks() -> None:
     server = make()
 

@@ -7,6 +7,8 @@ aiserve render FLEET --kuberay-dir DIR --check   exit 1 if those files are not c
 aiserve image-packages FLEET ARCH           what the ARCH image installs (--format build-args
                                             gives `docker build` arguments)
 aiserve serve [FLEET]                       run the fleet locally on an embedded Ray
+aiserve apply [FLEET]                       push an edited fleet to the running `aiserve serve`
+                                            (user_config changes reload in place)
 """
 
 from __future__ import annotations
@@ -133,6 +135,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_local(load_fleet(args.fleet), port=args.port, host=args.host)
 
 
+def cmd_apply(args: argparse.Namespace) -> int:
+    from ingress.local import NotRunningError, apply_local
+
+    try:
+        return apply_local(load_fleet(args.fleet), timeout_s=args.timeout)
+    except NotRunningError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aiserve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -160,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=None, help="HTTP port (default: the fleet's)")
     s.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     s.set_defaults(func=cmd_serve)
+    a = sub.add_parser("apply", help="apply an edited fleet to the running local platform")
+    a.add_argument("fleet", nargs="?", default=DEFAULT_FLEET)
+    a.add_argument("--timeout", type=float, default=1800, help="seconds to wait for RUNNING")
+    a.set_defaults(func=cmd_apply)
     return p
 
 

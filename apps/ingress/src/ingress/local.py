@@ -2,20 +2,69 @@
 
 `run_local(fleet)` starts Ray in this process, deploys every application, prints progress while
 models load, then the URLs and a ready table, and blocks until Ctrl-C, when it shuts Serve and
-Ray down cleanly.
+Ray down cleanly. While it runs, a state file (`local_state_path()`) holds the embedded
+cluster's address, so that `apply_local(fleet)` (`aiserve apply`, `just apply`) from another
+shell can push an edited fleet to it: Serve then reconfigures in place what only changed
+`user_config` (the model reloads beside the old one, no request fails) and rolls replicas
+whose code, args or resources changed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from ingress.fleet import Fleet
 from ingress.render_serve import render_serve_config
 from serve_common.embedded_ray import OFFLINE_ENV, prepare_embedded_ray
+
+
+class NotRunningError(RuntimeError):
+    """No local platform to apply to."""
+
+
+def local_state_path() -> Path:
+    """Where a running `aiserve serve` records its cluster (`AI_LOCAL_STATE` overrides)."""
+    env = os.environ.get("AI_LOCAL_STATE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "ai-inference" / "local-platform.json"
+
+
+def _write_state(config: dict[str, Any]) -> Path:
+    import ray
+
+    path = local_state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "pid": os.getpid(),
+        "gcs_address": ray.get_runtime_context().gcs_address,
+        # Ray >= 2.5x turns token auth on for a new local cluster; a client must opt in
+        # (RAY_AUTH_MODE=token, token from ~/.ray/auth_token) before it imports ray.
+        "auth_mode": os.environ.get("RAY_AUTH_MODE", ""),
+        "http_options": config["http_options"],
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    tmp.replace(path)
+    return path
+
+
+def _read_state() -> dict[str, Any]:
+    path = local_state_path()
+    try:
+        state = json.loads(path.read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise NotRunningError(
+            f"no running local platform (state file {path}); start one with `just serve`"
+        ) from None
+    return dict(state)
 
 
 def _status_line(apps: dict[str, Any]) -> str:
@@ -70,6 +119,44 @@ def start(
     )
     client.deploy_apps(schema, _blocking=False)
     return config
+
+
+def deploy_config(config: dict[str, Any]) -> None:
+    """Submit a rendered Serve config to the Serve instance this process is connected to
+    (declarative, like `serve deploy`: apps not in it are removed)."""
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    _get_global_client().deploy_apps(ServeDeploySchema.model_validate(config), _blocking=False)
+
+
+def apply_local(fleet: Fleet, *, timeout_s: float = 1800, out: TextIO = sys.stdout) -> int:
+    """Push `fleet` to the running local platform and wait until every app is RUNNING."""
+    state = _read_state()
+    if state.get("auth_mode"):
+        os.environ.setdefault("RAY_AUTH_MODE", state["auth_mode"])
+    prepare_embedded_ray()
+    import ray
+
+    config = render_serve_config(fleet)
+    config["http_options"] = state["http_options"]  # a running Serve keeps its HTTP options
+    config["proxy_location"] = "HeadOnly"
+    ray.init(address=state["gcs_address"], log_to_driver=False)
+    try:
+        before = _app_states()
+        deploy_config(config)
+        print(f"applied fleet '{fleet.name}' to the local platform (pid {state['pid']})", file=out)
+        time.sleep(1.0)  # let the controller pick the new config up before polling states
+        states = wait_ready(config, timeout_s=timeout_s, out=out)
+    finally:
+        ray.shutdown()  # disconnects; the cluster belongs to `aiserve serve`
+    removed = sorted(set(before) - set(states))
+    if removed:
+        print(f"removed: {', '.join(removed)}", file=out)
+    failed = {n: s for n, s in states.items() if s[0] != "RUNNING"}
+    for name, (state_name, msg) in failed.items():
+        print(f"  {name}: {state_name} {msg}", file=out)
+    return 1 if failed else 0
 
 
 def wait_ready(
@@ -154,6 +241,11 @@ def run_local(
         config = start(fleet, port=port, host=host)
         states = wait_ready(config, out=out)
         print("\n" + ready_table(fleet, config, states) + "\n", file=out, flush=True)
+        _write_state(config)
+        print(
+            "Edit the fleet and run `just apply` (aiserve apply FLEET) to reload in place.",
+            file=out,
+        )
         print("Serving. Press Ctrl-C to stop.", file=out, flush=True)
         while True:
             time.sleep(3600)
@@ -161,5 +253,11 @@ def run_local(
         print("\nStopping: shutting down Serve and Ray...", file=out, flush=True)
         return 0
     finally:
+        state = local_state_path()
+        try:
+            if json.loads(state.read_text()).get("pid") == os.getpid():
+                state.unlink()
+        except (OSError, ValueError):
+            pass
         stop()
         print("Stopped.", file=out, flush=True)

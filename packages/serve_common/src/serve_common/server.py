@@ -8,14 +8,18 @@ A package's server subclasses it, sets `service` and `config_cls`, and implement
 `create_engine()` and `routers()` (plus `v2_metadata`/`v2_infer` for KServe V2).
 
 Hot reload: a `user_config` that changes nothing the model depends on is applied at once; one
-that does loads a new engine beside the old one (reload_strategy=swap), switches, then closes
-the old one, so requests never stall on a single replica. Calling it again with the same
-config does nothing.
+that does loads a new engine beside the old one (reload_strategy=swap), switches, waits for
+the requests that started before the switch to finish (`reload_drain_timeout_s`), then closes
+the old one, so no request fails and none stalls on a single replica. With
+reload_strategy=replace the old engine stops taking requests first (new ones wait for the new
+engine or get 503 + Retry-After), drains, and is closed before the new one loads. Calling it
+again with the same config does nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -35,6 +39,61 @@ from serve_common.protocol.v2 import InferRequest, InferResponse, ModelMetadata
 
 logger = logging.getLogger("serve_common.server")
 
+
+class RequestGenerations:
+    """Counts the replica's requests by the engine generation they started under, so that a
+    swapped-out engine is closed only once the requests that may use it have finished."""
+
+    def __init__(self) -> None:
+        self.current = 0
+        self._active: dict[int, int] = {}
+
+    @contextlib.contextmanager
+    def track(self) -> Any:
+        generation = self.current
+        self._active[generation] = self._active.get(generation, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._active[generation] - 1
+            if left:
+                self._active[generation] = left
+            else:
+                del self._active[generation]
+
+    def advance(self) -> int:
+        """Start a new generation; return the one that ended."""
+        self.current += 1
+        return self.current - 1
+
+    def running(self, up_to: int) -> int:
+        return sum(n for gen, n in self._active.items() if gen <= up_to)
+
+    async def drained(self, up_to: int, timeout_s: float) -> bool:
+        """Wait until no request of generation `up_to` or older is running."""
+        deadline = time.monotonic() + timeout_s
+        while self.running(up_to):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+
+class _TrackRequests:
+    """ASGI middleware: every HTTP request (direct, or forwarded by the gateway) counted."""
+
+    def __init__(self, app: Any, generations: RequestGenerations) -> None:
+        self.app = app
+        self.generations = generations
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with self.generations.track():
+            await self.app(scope, receive, send)
+
+
 ConfigT = TypeVar("ConfigT", bound=ServiceConfig)
 EngineT = TypeVar("EngineT", bound=Engine)
 
@@ -53,6 +112,7 @@ class ModelServer(ABC, Generic[ConfigT, EngineT]):
         self._app: FastAPI | None = None
         self._limits = self._make_limits(self.config)
         self._last_user_config: dict[str, Any] | None = None
+        self._generations = RequestGenerations()
 
     # ---- what a package implements -------------------------------------------------------
     @abstractmethod
@@ -126,10 +186,24 @@ class ModelServer(ABC, Generic[ConfigT, EngineT]):
             self._limits = self._make_limits(new_config)
             self._last_user_config = user_config
 
+    async def _drain(self, generation: int, config: ConfigT) -> None:
+        running = self._generations.running(generation)
+        if not running:
+            return
+        logger.info("%s: waiting for %d request(s) on the old model", self.service, running)
+        if not await self._generations.drained(generation, config.reload_drain_timeout_s):
+            logger.warning(
+                "%s: %d request(s) still running on the old model after %.0fs; closing it",
+                self.service,
+                self._generations.running(generation),
+                config.reload_drain_timeout_s,
+            )
+
     async def _swap_engine(self, new_config: ConfigT) -> None:
         old = self._engine
         if old is not None and new_config.reload_strategy == "replace":
             self._engine = None
+            await self._drain(self._generations.advance(), new_config)
             await old.close()
             old = None
         started = time.perf_counter()
@@ -143,6 +217,7 @@ class ModelServer(ABC, Generic[ConfigT, EngineT]):
         self._engine = new
         metrics.GPU_MEMORY_BUDGET.set(new_config.gpu_memory_fraction or 0.0, tags=self._tags())
         if old is not None:
+            await self._drain(self._generations.advance(), new_config)
             await old.close()
             metrics.MODEL_RELOADS.inc(tags={"service": self.service, "outcome": "ok"})
         logger.info(
@@ -184,6 +259,7 @@ class ModelServer(ABC, Generic[ConfigT, EngineT]):
             ready=self.ready,
             v2_model=(lambda: self) if self.has_v2() else None,  # type: ignore[arg-type,return-value]
         )
+        self._app.add_middleware(_TrackRequests, generations=self._generations)
         return self._app
 
     @property
@@ -198,6 +274,17 @@ class ModelServer(ABC, Generic[ConfigT, EngineT]):
             max_concurrent=config.max_concurrent_requests,
             retry_after_s=config.retry_after_s,
         )
+
+    async def engine_info(self) -> dict[str, Any]:
+        """For operators and tests (through a handle): which model runs, and how many engine
+        switches this replica has made (hot reloads)."""
+        return {
+            "service": self.service,
+            "model": self.config.model,
+            "generation": self._generations.current,
+            "loaded": self._engine is not None and self._engine.loaded,
+            "running_requests": self._generations.running(self._generations.current),
+        }
 
     # ---- gateway entry points (called through a DeploymentHandle) ---------------------------
     async def served_names(self) -> list[str]:
