@@ -25,20 +25,22 @@ def keyed(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def local_platform(local_serve: LocalServe) -> Iterator[str]:
-    """`fleets/local.yaml` deployed the way `just serve` deploys it (declarative Serve config,
-    gateway at `/`), on the session's Ray. Yields the base URL (no route)."""
-    from ray.serve.context import _get_global_client
-    from ray.serve.schema import ServeDeploySchema
-
+def local_platform_config() -> dict[str, Any]:
+    """The Serve config the local platform runs (rendered from `fleets/local.yaml`, keyed)."""
     from ingress.fleet import load_fleet
-    from ingress.local import wait_ready
     from ingress.render_serve import render_serve_config
 
-    fleet = load_fleet(ROOT / "fleets" / "local.yaml")
-    config = keyed(render_serve_config(fleet))
-    client = _get_global_client()
-    client.deploy_apps(ServeDeploySchema.model_validate(config), _blocking=False)
+    return keyed(render_serve_config(load_fleet(ROOT / "fleets" / "local.yaml")))
+
+
+@pytest.fixture(scope="session")
+def local_platform(local_serve: LocalServe, local_platform_config: dict[str, Any]) -> Iterator[str]:
+    """`fleets/local.yaml` deployed the way `just serve` deploys it (declarative Serve config,
+    gateway at `/`), on the session's Ray. Yields the base URL (no route)."""
+    from ingress.local import deploy_config, wait_ready
+
+    config = local_platform_config
+    deploy_config(config)
     states = wait_ready(config, timeout_s=1500)
     failed = {n: s for n, s in states.items() if s[0] != "RUNNING"}
     assert not failed, f"local fleet did not come up: {failed}"

@@ -282,6 +282,14 @@ class ModelService(_Strict):
         description="Requests a replica holds waiting beyond that; more get 503 + Retry-After "
         "(-1: unbounded).",
     )
+    max_surge_percent: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Extra replicas Serve may start while it rolls a code/args/resource "
+        "change, so old ones serve until the new are ready. Default: 100 for CPU services, "
+        "0 for GPU ones (a card rarely has room for a second copy).",
+    )
     health_check_period_s: float = Field(default=10, gt=0)
     health_check_timeout_s: float = Field(default=30, gt=0)
     graceful_shutdown_timeout_s: float = Field(default=30, ge=0)

@@ -79,6 +79,11 @@ def deployment_entry(fleet: Fleet, m: ModelService) -> dict[str, Any]:
         # refuses the rest in the OpenAI shape); Serve's queue only catches what is left.
         max_ongoing_requests=limit if limit is not None else m.max_ongoing_requests,
         max_queued_requests=m.max_queued_requests,
+        max_surge_percent=(
+            m.max_surge_percent
+            if m.max_surge_percent is not None
+            else (0 if m.gpu_fraction > 0 else 100)
+        ),
         health_check_period_s=m.health_check_period_s,
         health_check_timeout_s=m.health_check_timeout_s,
         graceful_shutdown_timeout_s=m.graceful_shutdown_timeout_s,
@@ -123,6 +128,7 @@ def render_serve_config(fleet: Fleet) -> dict[str, Any]:
                     "name": GATEWAY_DEPLOYMENT,
                     "num_replicas": 1,
                     "max_ongoing_requests": 512,
+                    "max_surge_percent": 100,  # CPU only: the new one starts first
                     "ray_actor_options": {"num_cpus": 0.25},
                 }
             ],

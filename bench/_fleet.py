@@ -1,0 +1,181 @@
+"""The local fleet (`fleets/local.yaml`) on one embedded Ray, for the fleet-level benchmarks
+(`fleet_bench.py`, `soak.py`): start and deploy it, probe replicas, make test audio."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+FLEET = ROOT / "fleets" / "local.yaml"
+
+EMBED = "all-minilm-l6-v2"
+RERANK = "rerank-english-v3.0"
+LLM = "smollm2-135m-instruct"
+TTS = "tts-1"
+STT = "whisper-1"
+# application name -> its direct route prefix (the gateway is `/v1` at the root)
+DIRECT = {
+    "embeddings": "/embeddings",
+    "reranker": "/reranker",
+    "llm": "/llm",
+    "tts": "/tts",
+    "whisper": "/whisper",
+}
+DOCS = [
+    "Bananas are rich in potassium.",
+    "Paris is the capital and largest city of France.",
+    "The stock market fell on Monday.",
+]
+
+
+@dataclass
+class Fleet:
+    serve: Any  # serve_common.testkit.LocalServe
+    base_url: str
+    config: dict[str, Any]
+
+
+def loadavg() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def start_fleet(timeout_s: float = 1500) -> Fleet:
+    """One embedded LocalServe with the rendered local fleet (no API keys), all RUNNING."""
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from ingress.fleet import load_fleet
+    from ingress.local import deploy_config, wait_ready
+    from ingress.render_serve import render_serve_config
+    from serve_common.testkit import LocalServe
+
+    serve = LocalServe.shared()
+    config = render_serve_config(load_fleet(FLEET))
+    started = time.monotonic()
+    deploy_config(config)
+    states = wait_ready(config, timeout_s=timeout_s)
+    failed = {n: s for n, s in states.items() if s[0] != "RUNNING"}
+    if failed:
+        raise RuntimeError(f"local fleet did not come up: {failed}")
+    print(f"fleet RUNNING after {time.monotonic() - started:.0f}s at {serve.base_url}", flush=True)
+    return Fleet(serve, serve.base_url, config)
+
+
+def app_states() -> dict[str, str]:
+    from ray import serve
+
+    return {
+        name: str(app.status).split(".")[-1] for name, app in serve.status().applications.items()
+    }
+
+
+def _actor_rows() -> list[dict[str, Any]]:
+    """ALIVE actors as dicts (id, class_name, name, pid, num_restarts): the state API when it
+    answers, else the GCS actor table (the embedded Ray runs without a dashboard)."""
+    try:
+        from ray.util.state import list_actors
+
+        actors = list_actors(
+            filters=[("state", "=", "ALIVE")], limit=1000, raise_on_missing_output=False
+        )
+        return [
+            {
+                "actor_id": a.actor_id,
+                "class_name": a.class_name,
+                "name": a.name,
+                "pid": a.pid,
+                "num_restarts": int(getattr(a, "num_restarts", 0) or 0),
+            }
+            for a in actors
+        ]
+    except Exception:
+        import ray
+
+        rows = []
+        for actor_id, info in ray._private.state.actors().items():
+            if info.get("State") not in ("ALIVE", 2):
+                continue
+            rows.append(
+                {
+                    "actor_id": actor_id,
+                    "class_name": info.get("ActorClassName", ""),
+                    "name": info.get("Name", ""),
+                    "pid": info.get("Pid"),
+                    "num_restarts": int(info.get("NumRestarts", 0) or 0),
+                }
+            )
+        return rows
+
+
+def replica_actors() -> list[dict[str, Any]]:
+    """The Serve replica actors of the fleet's applications (and the gateway)."""
+    apps = {*DIRECT, "gateway"}
+    out = []
+    for row in _actor_rows():
+        text = f"{row['class_name']} {row['name']}"
+        if "ServeReplica" not in text and "SERVE_REPLICA" not in text:
+            continue
+        app = next((a for a in apps if f":{a}:" in text or f"::{a}#" in text), None)
+        if app is not None:
+            out.append({**row, "app": app})
+    return sorted(out, key=lambda r: r["app"])
+
+
+def rss_mib(pid: int) -> dict[str, float]:
+    """RSS of a process and of it with its children (vLLM's engine core is a child), in MiB."""
+    import psutil  # type: ignore[import-untyped]
+
+    proc = psutil.Process(pid)
+    own = proc.memory_info().rss
+    total = own
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += child.memory_info().rss
+    return {"rss_mib": round(own / 2**20, 1), "rss_with_children_mib": round(total / 2**20, 1)}
+
+
+def rss_snapshot() -> dict[str, dict[str, Any]]:
+    """Per replica: actor id, pid, restarts and RSS (keyed by app name)."""
+    snap = {}
+    for row in replica_actors():
+        mem: dict[str, Any]
+        try:
+            mem = rss_mib(int(row["pid"]))
+        except Exception as exc:  # the process went away between listing and reading
+            mem = {"error": repr(exc)}
+        snap[row["app"]] = {
+            "actor_id": row["actor_id"],
+            "pid": row["pid"],
+            "num_restarts": row["num_restarts"],
+            **mem,
+        }
+    return snap
+
+
+def wav_seconds(data: bytes) -> float:
+    with wave.open(io.BytesIO(data)) as w:
+        return w.getnframes() / w.getframerate()
+
+
+def synthesize(client: httpx.Client, base_url: str, text: str) -> bytes:
+    resp = client.post(
+        f"{base_url}/v1/audio/speech",
+        json={"model": TTS, "voice": "alloy", "input": text, "response_format": "wav"},
+    )
+    resp.raise_for_status()
+    return resp.content
+
+
+def ray_logs_dir() -> Path:
+    return Path("/tmp/ray/session_latest/logs")
