@@ -134,7 +134,7 @@ def replica_actors() -> list[dict[str, Any]]:
 
 def rss_mib(pid: int) -> dict[str, float]:
     """RSS of a process and of it with its children (vLLM's engine core is a child), in MiB."""
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 
     proc = psutil.Process(pid)
     own = proc.memory_info().rss
@@ -165,7 +165,7 @@ def rss_snapshot() -> dict[str, dict[str, Any]]:
 
 def wav_seconds(data: bytes) -> float:
     with wave.open(io.BytesIO(data)) as w:
-        return w.getnframes() / w.getframerate()
+        return float(w.getnframes() / w.getframerate())
 
 
 def synthesize(client: httpx.Client, base_url: str, text: str) -> bytes:

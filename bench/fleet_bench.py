@@ -102,6 +102,7 @@ def gateway_overhead(base: str, embed_pairs: int, rerank_pairs: int) -> dict[str
 # ---- (b) mixed load --------------------------------------------------------------------------
 @dataclass
 class RouteLog:
+    count_tokens: bool = False
     latencies: list[float] = field(default_factory=list)
     requests: int = 0
     errors: int = 0
@@ -114,7 +115,7 @@ class RouteLog:
             self.requests += 1
             if resp is not None and resp.status_code == 200:
                 self.latencies.append(ms)
-                if resp.headers.get("content-type", "").startswith("application/json"):
+                if self.count_tokens:
                     usage = resp.json().get("usage") or {}
                     self.output_tokens += int(usage.get("completion_tokens") or 0)
                 return
@@ -180,7 +181,7 @@ def mixed_load(base: str, clip: bytes, threads: dict[str, int], duration: float)
     with httpx.Client(timeout=300) as client:  # warm every route once
         for send in requests.values():
             send(client).raise_for_status()
-    logs = {name: RouteLog() for name in requests}
+    logs = {name: RouteLog(count_tokens=name == "chat") for name in requests}
     stop_at = time.monotonic() + duration
     workers = [
         threading.Thread(target=client_loop, args=(requests[name], logs[name], stop_at))

@@ -216,9 +216,18 @@ def main(out_path: str) -> int:
         config = local_config(fleet, port)
         result["config"] = config
         schema = ServeDeploySchema.model_validate(config)
-        client = serve_api.serve_start(
-            http_options=schema.http_options.model_dump(), proxy_location=ProxyLocation.HeadOnly
-        )
+        for attempt in range(3):
+            # Serve gives its proxy 60 s to start; a loaded 2-core machine can miss that.
+            try:
+                client = serve_api.serve_start(
+                    http_options=schema.http_options.model_dump(),
+                    proxy_location=ProxyLocation.HeadOnly,
+                )
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
+                time.sleep(5)
         client.deploy_apps(schema, _blocking=False)
 
         names = [a["name"] for a in config["applications"]]

@@ -190,10 +190,12 @@ def test_metrics_on_rays_prometheus_endpoint(local_platform: str) -> None:
 # ---- faults ------------------------------------------------------------------------------------
 def _replica_actor(app: str) -> Any:
     import ray
-    from ray.util.state import list_actors
 
-    actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
-    names = [a.name for a in actors if a.name and a.name.startswith(f"SERVE_REPLICA::{app}#")]
+    names = [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith(f"SERVE_REPLICA::{app}#")
+    ]
     assert names, f"no replica of {app}"
     return ray.get_actor(names[0], namespace="serve"), names[0]
 
