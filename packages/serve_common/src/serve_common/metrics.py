@@ -100,7 +100,9 @@ class Histogram(_Metric):
 
 # Shared by every service (recorded by the app factory's middleware).
 REQUESTS = Counter(
-    "requests_total", "HTTP requests by service, route and status", ("service", "route", "status")
+    "requests_total",
+    "HTTP requests by service, route, model (the name the client asked for) and status",
+    ("service", "route", "model", "status"),
 )
 REQUEST_LATENCY_MS = Histogram(
     "request_latency_ms", "HTTP request latency (ms)", LATENCY_BOUNDARIES_MS, ("service", "route")

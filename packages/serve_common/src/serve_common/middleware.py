@@ -122,7 +122,8 @@ class ServiceMiddleware:
                 latency_ms=round(latency_ms, 2),
             )
             tags = {"service": self.service, "route": route, "status": str(status["code"])}
-            metrics.REQUESTS.inc(tags=tags)
+            # `model` is set only once the name is known to be served: bounded cardinality.
+            metrics.REQUESTS.inc(tags={**tags, "model": str(state.get("model") or "")})
             metrics.REQUEST_LATENCY_MS.observe(latency_ms, tags=tags)
 
         err: APIError | None = None
