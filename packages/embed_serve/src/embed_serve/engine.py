@@ -57,11 +57,6 @@ class EmbeddingEngine(Engine):
     def embed_ids(self, batch: list[list[int]]) -> np.ndarray:
         """float32 [len(batch), dimensions], normalized as configured (blocking)."""
 
-    def gpu_memory_used(self) -> int | None:
-        from serve_common.device import gpu_memory_used_bytes
-
-        return gpu_memory_used_bytes(self.device) if self.device != "cpu" else None
-
     def describe(self) -> dict[str, Any]:
         return {
             "model": self.config.model,

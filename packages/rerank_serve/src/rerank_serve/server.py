@@ -200,12 +200,6 @@ class RerankServer(ModelServer[RerankConfig, RerankEngine]):
         scores = [0.0] * len(pairs)
         for pos, i in enumerate(order):
             scores[i] = sorted_scores[pos]
-        if engine.device != "cpu":
-            from rerank_serve.engines._torch import gpu_memory_used
-
-            used = gpu_memory_used(engine.device)
-            if used is not None:
-                metrics.GPU_MEMORY_USED.set(used, tags=tags)
         out: list[list[float]] = []
         start = 0
         for c in chunks:

@@ -45,9 +45,14 @@ class Engine(ABC):
             self._executor = None
 
     def gpu_memory_used(self) -> int | None:
-        """Bytes of GPU memory this engine holds, or None (CPU, or not measurable). Torch
-        engines return `serve_common.device.gpu_memory_used_bytes(device)`."""
-        return None
+        """Bytes of GPU memory this engine holds, or None (CPU, or not measurable).
+
+        The default reads torch's allocator on the engine's `device` attribute (cuda/xpu),
+        which is right for torch engines; an engine whose library allocates outside torch
+        (CTranslate2, vLLM's engine-core process) overrides it."""
+        from serve_common.device import gpu_memory_used_bytes
+
+        return gpu_memory_used_bytes(str(getattr(self, "device", "cpu")))
 
     def describe(self) -> dict[str, Any]:
         """Facts about the loaded model for `/v1/models` and V2 metadata (dims, max length…)."""

@@ -57,9 +57,3 @@ def empty_cache(device: str) -> None:
         torch.cuda.empty_cache()
     elif device == "xpu" and hasattr(torch, "xpu") and torch.xpu.is_available():
         torch.xpu.empty_cache()
-
-
-def gpu_memory_used(device: str) -> int | None:
-    from serve_common.device import gpu_memory_used_bytes
-
-    return gpu_memory_used_bytes(device)

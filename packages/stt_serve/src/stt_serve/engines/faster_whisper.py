@@ -84,6 +84,11 @@ def _raise_omp_threads(threads: int) -> None:
 
 
 class FasterWhisperEngine(SttEngine):
+    def gpu_memory_used(self) -> int | None:
+        """CTranslate2 allocates outside torch and has no memory query: not measurable here
+        (the budget gauge still shows the fraction)."""
+        return None
+
     def __init__(self, config: SttConfig) -> None:
         super().__init__(config)
         self.model: Any = None
