@@ -164,8 +164,121 @@ def rss_snapshot() -> dict[str, dict[str, Any]]:
 
 
 def wav_seconds(data: bytes) -> float:
+    """Duration from the bytes present (a streamed WAV's header may claim an unknown length)."""
     with wave.open(io.BytesIO(data)) as w:
-        return float(w.getnframes() / w.getframerate())
+        frame_bytes = w.getsampwidth() * w.getnchannels()
+        rate = w.getframerate()
+    start = data.find(b"data") + 8
+    return float((len(data) - start) / frame_bytes / rate)
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process and every descendant (the embedded Ray and its replicas)."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def _machine_busy_s() -> float:
+    import psutil
+
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0))
+
+
+class CpuMeter:
+    """Machine CPU use over an interval, split into this run's processes and everyone else's,
+    in percent of one core (200 = both cores of a 2-core machine busy)."""
+
+    def __init__(self) -> None:
+        self.wall = time.monotonic()
+        self.busy = _machine_busy_s()
+        self.own = _own_cpu_s()
+
+    def read(self) -> dict[str, float]:
+        wall = time.monotonic() - self.wall
+        busy = _machine_busy_s() - self.busy
+        own = _own_cpu_s() - self.own
+        return {
+            "seconds": round(wall, 1),
+            "machine_busy_pct": round(100 * busy / wall, 1),
+            "this_run_pct": round(100 * own / wall, 1),
+            "others_pct": round(100 * max(0.0, busy - own) / wall, 1),
+        }
+
+
+def _label(proc: Any) -> str:
+    """A process's group: Ray's title without the running method (ray::ServeController), else
+    the executable's name."""
+    try:
+        cmd = proc.cmdline()
+    except Exception:
+        cmd = []
+    first = str(cmd[0] if cmd else proc.name())
+    if first.startswith("ray::"):
+        return first.split(" ")[0].split(".")[0]
+    return Path(first).name
+
+
+def replica_pids() -> dict[int, str]:
+    return {int(r["pid"]): f"replica:{r['app']}" for r in replica_actors() if r["pid"]}
+
+
+def cpu_by_pid(replicas: dict[int, str]) -> dict[int, tuple[str, float]]:
+    """CPU seconds of each of this run's processes with its group: a replica and its children
+    by the replica's app, the rest by process (ray::ProxyActor, raylet, gcs_server, python)."""
+    import psutil
+
+    me = psutil.Process()
+    out: dict[int, tuple[str, float]] = {}
+    for proc in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            owner = next(
+                (replicas[p.pid] for p in [proc, *proc.parents()] if p.pid in replicas), None
+            )
+            t = proc.cpu_times()
+            out[proc.pid] = (owner or _label(proc), t.user + t.system)
+    return out
+
+
+class ProcessCpuMeter:
+    """Per-process-group CPU use over an interval, in percent of one core."""
+
+    def __init__(self) -> None:
+        self.replicas = replica_pids()
+        self.wall = time.monotonic()
+        self.start = cpu_by_pid(self.replicas)
+
+    def read(self) -> dict[str, float]:
+        wall = time.monotonic() - self.wall
+        groups: dict[str, float] = {}
+        for pid, (label, secs) in cpu_by_pid(self.replicas).items():
+            name, before = self.start.get(pid, (label, 0.0))
+            groups[name] = groups.get(name, 0.0) + secs - before
+        pct = {k: round(100 * v / wall, 1) for k, v in groups.items()}
+        return dict(sorted(((k, v) for k, v in pct.items() if v >= 0.5), key=lambda kv: -kv[1]))
+
+
+def wait_quiet(
+    max_wait_s: float, others_pct: float = 30.0, window_s: float = 10.0
+) -> dict[str, Any]:
+    """Wait (at most max_wait_s) until other processes on the machine use less than
+    `others_pct` % of a core over a window: other test runs share this machine."""
+    started = time.monotonic()
+    while True:
+        meter = CpuMeter()
+        time.sleep(window_s)
+        sample = meter.read()
+        waited = time.monotonic() - started
+        if sample["others_pct"] < others_pct or waited >= max_wait_s:
+            print(f"quiet check after {waited:.0f}s: {sample}", flush=True)
+            return {"waited_s": round(waited, 1), **sample}
 
 
 def synthesize(client: httpx.Client, base_url: str, text: str) -> bytes:

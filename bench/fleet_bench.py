@@ -35,7 +35,21 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import stats, write_results
-from _fleet import DOCS, EMBED, LLM, RERANK, STT, TTS, loadavg, start_fleet, synthesize, wav_seconds
+from _fleet import (
+    DOCS,
+    EMBED,
+    LLM,
+    RERANK,
+    STT,
+    TTS,
+    CpuMeter,
+    ProcessCpuMeter,
+    loadavg,
+    start_fleet,
+    synthesize,
+    wait_quiet,
+    wav_seconds,
+)
 
 TARGET_GATEWAY_P50_MS = 1.0
 SPEECH = "Open the door and turn on the lights."
@@ -239,6 +253,21 @@ def load_rows(mixed: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def process_rows(by_process: dict[str, dict[str, float]]) -> str:
+    idle, pairs = by_process["idle"], by_process["overhead"]
+    names = sorted({*idle, *pairs}, key=lambda k: -(idle.get(k, 0) + pairs.get(k, 0)))
+    return "\n".join(f"| {n} | {idle.get(n, 0.0)} | {pairs.get(n, 0.0)} |" for n in names[:12])
+
+
+def cpu_line(data: dict[str, Any], phase: str) -> str:
+    c, q = data["cpu_during"][phase], data["quiet_wait"][phase]
+    return (
+        f"CPU during this phase (% of one core): machine {c['machine_busy_pct']}, this run "
+        f"{c['this_run_pct']}, other processes {c['others_pct']} (waited {q['waited_s']:.0f} s "
+        f"beforehand for others to fall below 30 %; last check {q['others_pct']} %)."
+    )
+
+
 def markdown(data: dict[str, Any]) -> str:
     mixed = data["mixed_load"]
     errors = sum(r["errors"] for r in mixed.values())
@@ -255,12 +284,22 @@ def markdown(data: dict[str, Any]) -> str:
 
 The gateway hop is one extra HTTP parse in the gateway replica plus one Serve handle call to
 the service's replica (the direct route goes proxy -> replica). Target: <= 1 ms added at p50.
+{cpu_line(data, "overhead")}
+
+CPU by process (% of one core) with the fleet idle ({data["idle_window_s"]:.0f} s, no requests)
+and during the sequential pairs above:
+
+| process | idle | during the pairs |
+|---|---|---|
+{process_rows(data["cpu_by_process_pct"])}
 
 ## Mixed load: all five services at once through the gateway, {data["duration_s"]:.0f} s
 
 | route | clients | requests | errors | req/s | p50 (ms) | p99 (ms) | output tok/s |
 |---|---|---|---|---|---|---|---|
 {load_rows(mixed)}
+
+{cpu_line(data, "mixed")}
 
 Errors (non-200) in total: {errors}. Chat: max_tokens 16, temperature 0; TTS: "{SPEECH}" as wav;
 STT: a {data["stt_clip_seconds"]:.1f} s clip synthesized by the TTS service, reused.
@@ -279,18 +318,36 @@ def main() -> None:
     ap.add_argument("--embed-pairs", type=int, default=300)
     ap.add_argument("--rerank-pairs", type=int, default=150)
     ap.add_argument("--threads", default="embeddings=8,rerank=4,chat=2,tts=1,stt=1")
+    ap.add_argument("--idle-window", type=float, default=15, help="idle CPU sample seconds")
+    ap.add_argument(
+        "--max-wait",
+        type=float,
+        default=900,
+        help="seconds to wait, before each phase, for other processes to leave the CPU",
+    )
     args = ap.parse_args()
     threads = {k: int(v) for k, v in (kv.split("=") for kv in args.threads.split(","))}
 
     load_start = loadavg()
     fleet = start_fleet()
     base = fleet.base_url
-    overhead = gateway_overhead(base, args.embed_pairs, args.rerank_pairs)
-    print(overhead, flush=True)
     with httpx.Client(timeout=120) as client:
         clip = synthesize(client, base, SPEECH)
+    quiet = {"overhead": wait_quiet(args.max_wait)}
+    idle = ProcessCpuMeter()
+    time.sleep(args.idle_window)
+    by_process = {"idle": idle.read()}
+    meter, per_proc = CpuMeter(), ProcessCpuMeter()
+    overhead = gateway_overhead(base, args.embed_pairs, args.rerank_pairs)
+    cpu = {"overhead": meter.read()}
+    by_process["overhead"] = per_proc.read()
+    print(overhead, cpu, flush=True)
+    quiet["mixed"] = wait_quiet(args.max_wait)
     load_before_mixed = loadavg()
+    meter, per_proc = CpuMeter(), ProcessCpuMeter()
     mixed = mixed_load(base, clip, threads, args.duration)
+    cpu["mixed"] = meter.read()
+    by_process["mixed"] = per_proc.read()
     data = {
         "cpu_count": os.cpu_count(),
         "gpu": None,
@@ -298,8 +355,12 @@ def main() -> None:
         "loadavg_before_mixed": load_before_mixed,
         "loadavg_end": loadavg(),
         "duration_s": args.duration,
+        "idle_window_s": args.idle_window,
         "threads": threads,
         "stt_clip_seconds": round(wav_seconds(clip), 2),
+        "quiet_wait": quiet,
+        "cpu_during": cpu,
+        "cpu_by_process_pct": by_process,
         "gateway_overhead": overhead,
         "target_gateway_added_p50_ms": TARGET_GATEWAY_P50_MS,
         "mixed_load": mixed,

@@ -44,6 +44,7 @@ from _fleet import (
     RERANK,
     STT,
     TTS,
+    CpuMeter,
     app_states,
     loadavg,
     rss_snapshot,
@@ -449,7 +450,9 @@ def markdown(data: dict[str, Any]) -> str:
 {data["threads"]} client threads; {data["bad_requests"]} bad and {data["good_requests"]} good
 requests, each through the gateway or the direct route at random. Duration
 {data["duration_s"]:.0f} s ({data["requests"] / data["duration_s"]:.1f} req/s). Load average
-before/after: {data["loadavg_before"]} / {data["loadavg_after"]}. `python bench/soak.py`.
+before/after: {data["loadavg_before"]} / {data["loadavg_after"]}; CPU during the soak (% of one
+core): this run {data["cpu_during"]["this_run_pct"]}, other processes
+{data["cpu_during"]["others_pct"]}. `python bench/soak.py`.
 
 - **5xx responses: {data["server_errors_5xx"]}** (must be 0); transport errors:
   {data["transport_errors"]}.
@@ -499,7 +502,9 @@ def main() -> None:
     load_before = loadavg()
     before = rss_snapshot()
     print(f"replicas before: {before}", flush=True)
+    meter = CpuMeter()
     tally, mid, seconds = run_soak(fleet.base_url, sequence, args.threads)
+    cpu = meter.read()
     time.sleep(2)
     after = rss_snapshot()
     apps_after = app_states()
@@ -519,6 +524,7 @@ def main() -> None:
         "stt_clip_seconds": round(wav_seconds(clip), 2),
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
+        "cpu_during": cpu,
         "server_errors_5xx": sum(n for c, n in by_status.items() if c.startswith("5")),
         "transport_errors": len(tally.transport_errors),
         "replica_restarts": sum(1 for r in memory if r["restarted"]),

@@ -313,6 +313,18 @@ def test_forward_streams_head_then_chunks() -> None:
     items = asyncio.run(run())
     assert items[0]["status"] == 200
     assert b"".join(items[1:]) == b"chunk0;chunk1;chunk2;"
+    whole = asyncio.run(
+        server.forward_buffered(
+            {
+                "method": "GET",
+                "path": "/v1/stream",
+                "headers": [[b"authorization", f"Bearer {KEY}".encode()]],
+            }
+        )
+    )
+    assert (whole["status"], whole["body"]) == (200, b"chunk0;chunk1;chunk2;")
+    denied = asyncio.run(server.forward_buffered({"method": "GET", "path": "/v1/models"}))
+    assert denied["status"] == 401 and b"invalid_api_key" in denied["body"]
 
 
 def test_config_validation() -> None:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from ray import serve
 from starlette.formparsers import MultiPartParser
@@ -64,10 +64,21 @@ class GatewayConfig(BaseModel):
     call_timeout_s: float = 10.0
 
 
-async def _model_from_body(request: Request, body: bytes) -> str | None:
+#: routes whose responses stream progressively even when the client did not set `stream`
+STREAMING_PATHS = ("/audio/speech", "/generate_stream")
+
+
+def _is_true(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() in ("true", "1", "sse"))
+
+
+async def _inspect_body(request: Request, body: bytes) -> tuple[str | None, bool]:
+    """The `model` the client asked for (JSON or multipart body, or `?model=`) and whether
+    it asked for a streamed response (`stream` / `stream_format: sse`)."""
     ctype = request.headers.get("content-type", "")
+    fields: Any = None
     if not body:
-        return request.query_params.get("model")
+        return request.query_params.get("model"), False
     if ctype.startswith("multipart/form-data"):
 
         async def stream() -> AsyncIterator[bytes]:
@@ -76,17 +87,19 @@ async def _model_from_body(request: Request, body: bytes) -> str | None:
         try:
             form = await MultiPartParser(request.headers, stream()).parse()
         except Exception:
-            return None
-        value = form.get("model")
+            return None, False
+        fields = {k: form.get(k) for k in ("model", "stream", "stream_format")}
         await form.close()
-        return value if isinstance(value, str) else None
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if isinstance(data, dict) and isinstance(data.get("model"), str):
-        return str(data["model"])
-    return None
+    else:
+        try:
+            fields = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return None, False
+    if not isinstance(fields, dict):
+        return None, False
+    model = fields.get("model")
+    streamed = _is_true(fields.get("stream")) or _is_true(fields.get("stream_format"))
+    return (model if isinstance(model, str) else None), streamed
 
 
 class Gateway:
@@ -132,7 +145,9 @@ class Gateway:
             "Missing required parameter: 'model'.", param="model", code="missing_required_parameter"
         )
 
-    async def forward(self, request: Request, app: str, body: bytes) -> StreamingResponse:
+    async def forward(
+        self, request: Request, app: str, body: bytes, *, streamed: bool = True
+    ) -> Response:
         rid = getattr(request.state, "request_id", "")
         headers = [
             [k, v]
@@ -149,6 +164,8 @@ class Gateway:
             "body": body,
             "client": list(request.client) if request.client else None,
         }
+        if not streamed and not request.url.path.endswith(STREAMING_PATHS):
+            return await self._forward_buffered(app, payload)
         try:
             gen = self.handle(app).options(stream=True).forward.remote(payload)
             head = await gen.__anext__()
@@ -171,6 +188,22 @@ class Gateway:
             if k.lower() not in HOP_HEADERS and k.lower() != b"x-request-id"
         }
         return StreamingResponse(body_iter(), status_code=head["status"], headers=out_headers)
+
+    async def _forward_buffered(self, app: str, payload: dict[str, Any]) -> Response:
+        """One handle call for the whole response (no per-chunk round trips)."""
+        try:
+            out = await self.handle(app).forward_buffered.remote(payload)
+        except APIError:
+            raise
+        except Exception as exc:
+            logger.warning("gateway: app %s unavailable: %s", app, exc)
+            raise NotReadyError(f"The '{app}' service is not available right now.") from None
+        headers = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in out["headers"]
+            if k.lower() not in HOP_HEADERS and k.lower() != b"x-request-id"
+        }
+        return Response(content=out["body"], status_code=out["status"], headers=headers)
 
     async def collect_models(self) -> ModelList:
         async def one(app: str) -> list[dict[str, Any]]:
@@ -245,15 +278,15 @@ def build_gateway_app(gw: Gateway) -> FastAPI:
         if app_name is None:
             raise ModelNotFoundError(name, sorted(gw.config.routes))
         request.state.model = name
-        return await gw.forward(request, app_name, await request.body())
+        return await gw.forward(request, app_name, await request.body(), streamed=False)
 
     @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "DELETE"])
     async def v1(request: Request, rest: str) -> StreamingResponse:
         body = await request.body()
-        model = await _model_from_body(request, body)
+        model, streamed = await _inspect_body(request, body)
         app_name = gw.app_for(request.url.path, model)
         request.state.model = model
-        return await gw.forward(request, app_name, body)
+        return await gw.forward(request, app_name, body, streamed=streamed)
 
     app.add_middleware(ServiceMiddleware, service="gateway", limits=lambda: gw.limits)
     return app

@@ -1,7 +1,9 @@
 """Run one HTTP request through an ASGI app in-process and stream the response back.
 
-Used by `ModelServer.forward`, which the gateway calls through a Serve handle: the request then
-goes through exactly the same middleware, validation and handlers as on the direct route.
+Used by `ModelServer.forward` / `forward_buffered`, which the gateway calls through a Serve
+handle: the request then goes through exactly the same middleware, validation and handlers as
+on the direct route. `collect_asgi` returns the whole response in one piece, which saves the
+gateway the round trips of a streamed handle call when the client did not ask to stream.
 """
 
 from __future__ import annotations
@@ -79,3 +81,15 @@ async def run_asgi(app: Callable[..., Any], request: dict[str, Any]) -> AsyncIte
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+async def collect_asgi(app: Callable[..., Any], request: dict[str, Any]) -> dict[str, Any]:
+    """The whole response: `{"status", "headers", "body"}`."""
+    head: dict[str, Any] = {"status": 500, "headers": []}
+    chunks: list[bytes] = []
+    async for item in run_asgi(app, request):
+        if isinstance(item, dict):
+            head = item
+        else:
+            chunks.append(item)
+    return {**head, "body": b"".join(chunks)}

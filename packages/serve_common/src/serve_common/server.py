@@ -304,3 +304,10 @@ class ModelServer(ABC, Generic[ConfigT, EngineT]):
 
         async for item in run_asgi(self.app, request):
             yield item
+
+    async def forward_buffered(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`forward` for a response the client does not stream: one call, the whole response
+        (`{"status", "headers", "body"}`)."""
+        from serve_common.forward import collect_asgi
+
+        return await collect_asgi(self.app, request)
