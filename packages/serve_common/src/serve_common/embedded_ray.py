@@ -6,7 +6,8 @@ too, inside a copy of the working directory (its `working_dir` upload). There th
 `.venv`, so uv builds an empty one and every worker dies with `No module named 'ray'`
 ("worker startup repeatedly failed"). The workspace venv already is the environment the
 workers need, so the embedded cluster turns that hook off. Ray reads the switch when it is
-imported: call `prepare_embedded_ray()` before the first `import ray`.
+imported: call `prepare_embedded_ray()` before the first `import ray`. It also gives Ray's
+agents and workers more time to start (the raylet inherits these variables).
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ import os
 import sys
 import warnings
 
-EMBEDDED_RAY_ENV = {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+EMBEDDED_RAY_ENV = {
+    "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+    # A loaded 2-core machine can take minutes to start Ray's agents and workers; the raylet
+    # otherwise aborts the node ("Timed out waiting for file .../metrics_agent_port_...").
+    "RAY_agent_register_timeout_ms": "300000",
+    "RAY_worker_register_timeout_seconds": "180",
+}
 
 #: No model hub: models come from packages, local folders or the HF cache.
 OFFLINE_ENV = {

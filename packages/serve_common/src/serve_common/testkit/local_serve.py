@@ -48,7 +48,8 @@ class LocalServe:
         from ray import serve
 
         os.environ.update(OFFLINE_ENV)
-        for attempt in range(3):
+        attempts = 5
+        for attempt in range(attempts):
             if ray.is_initialized():
                 break
             try:
@@ -66,10 +67,18 @@ class LocalServe:
                 # On a loaded machine the raylet can give up waiting for its agents
                 # ("node timed out during startup"): start again rather than fail the session.
                 ray.shutdown()
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(10 * (attempt + 1))
+        http = {"host": "127.0.0.1", "port": self.port, "request_timeout_s": 300}
+        for attempt in range(3):
+            try:  # Serve gives its proxy 60 s to start, which a loaded machine can miss
+                serve.start(http_options=http)
+                break
+            except Exception:
                 if attempt == 2:
                     raise
-                time.sleep(5)
-        serve.start(http_options={"host": "127.0.0.1", "port": self.port, "request_timeout_s": 300})
+                time.sleep(10)
         self.started = True
 
     def deploy(self, app: Any, name: str, route_prefix: str, timeout_s: float = 600) -> str:
