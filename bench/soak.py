@@ -358,7 +358,21 @@ def worker(base_url: str, jobs: queue.Queue[Job], tally: Tally) -> None:
             tally.add(kind, call, resp, (time.perf_counter() - start) * 1000, err)
 
 
-def run_soak(base_url: str, sequence: list[Job], threads: int) -> tuple[Tally, Snapshot, float]:
+@dataclass
+class SoakRun:
+    tally: Tally
+    mid: Snapshot
+    seconds: float
+    series: list[dict[str, Any]]  # every `sample_s`: elapsed, requests done, RSS MiB per app
+
+
+def rss_point(elapsed: float, done: int) -> dict[str, Any]:
+    snap = rss_snapshot()
+    rss = {app: s.get("rss_mib") for app, s in snap.items()}
+    return {"t_s": round(elapsed), "done": done, "rss_mib": rss}
+
+
+def run_soak(base_url: str, sequence: list[Job], threads: int, sample_s: float) -> SoakRun:
     jobs: queue.Queue[Job] = queue.Queue()
     for item in sequence:
         jobs.put(item)
@@ -369,25 +383,30 @@ def run_soak(base_url: str, sequence: list[Job], threads: int) -> tuple[Tally, S
         t.start()
     mid: Snapshot = {}
     half = len(sequence) // 2
-    last_print = 0.0
+    series = [rss_point(0, 0)]
     while any(t.is_alive() for t in pool):
         time.sleep(0.5)
         if not mid and tally.done >= half:
             mid = rss_snapshot()
         elapsed = time.perf_counter() - started
-        if elapsed - last_print >= 30:
-            last_print = elapsed
-            print(f"[{elapsed:6.0f}s] {tally.done}/{len(sequence)} requests", flush=True)
+        if elapsed - series[-1]["t_s"] >= sample_s:
+            series.append(rss_point(elapsed, tally.done))
+            print(f"[{elapsed:6.0f}s] {tally.done}/{len(sequence)} {series[-1]}", flush=True)
     for t in pool:
         t.join()
-    return tally, mid, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return SoakRun(tally, mid, seconds, series)
 
 
-def memory_table(before: Snapshot, mid: Snapshot, after: Snapshot) -> list[dict[str, Any]]:
+def memory_table(
+    before: Snapshot, mid: Snapshot, after: Snapshot, series: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     rows = []
     for app in sorted(before):
         b, m, a = before[app], mid.get(app, {}), after.get(app, {})
         row: dict[str, Any] = {"app": app, "pid": b.get("pid")}
+        sampled = [p["rss_mib"].get(app) or 0.0 for p in series]
+        row["rss_mib_peak"] = max([*sampled, m.get("rss_mib") or 0.0, a.get("rss_mib") or 0.0])
         for key in ("rss_mib", "rss_with_children_mib"):
             row[f"{key}_before"] = b.get(key)
             row[f"{key}_mid"] = m.get(key)
@@ -425,53 +444,79 @@ def status_rows(tally: Tally, good: set[str]) -> list[dict[str, Any]]:
 
 
 MEMORY_HEADER = (
-    "| app | before | mid | after | growth (MiB) | growth (%) | with children before -> after "
-    "| restarted |\n|---|---|---|---|---|---|---|---|"
+    "| app | before | mid | after | peak sampled | growth (MiB) | growth (%) "
+    "| with children before -> after | restarted |\n|---|---|---|---|---|---|---|---|---|"
 )
 
 
-def markdown(data: dict[str, Any]) -> str:
-    kinds = "\n".join(
+def series_table(series: list[dict[str, Any]]) -> str:
+    apps = sorted(series[0]["rss_mib"]) if series else []
+    head = "| t (s) | requests done | " + " | ".join(apps) + " |"
+    rule = "|---|---|" + "---|" * len(apps)
+    rows = [
+        f"| {p['t_s']} | {p['done']} | " + " | ".join(str(p["rss_mib"].get(a)) for a in apps) + " |"
+        for p in series
+    ]
+    return "\n".join([head, rule, *rows])
+
+
+def kind_rows(by_kind: list[dict[str, Any]]) -> str:
+    return "\n".join(
         f"| {r['kind']} | {'good' if r['good'] else 'bad'} | {r['requests']} | "
         + ", ".join(f"{k} x{v}" for k, v in r["statuses"].items())
         + f" | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |"
-        for r in data["by_kind"]
+        for r in by_kind
     )
-    mem = "\n".join(
+
+
+def memory_rows(memory: list[dict[str, Any]]) -> str:
+    return "\n".join(
         f"| {r['app']} | {r['rss_mib_before']} | {r['rss_mib_mid']} | {r['rss_mib_after']} "
-        f"| {r.get('growth_mib')} | {r.get('growth_pct')} | {r['rss_with_children_mib_before']} "
-        f"-> {r['rss_with_children_mib_after']} | {'yes' if r['restarted'] else 'no'} |"
-        for r in data["memory"]
+        f"| {r['rss_mib_peak']} | {r.get('growth_mib')} | {r.get('growth_pct')} "
+        f"| {r['rss_with_children_mib_before']} -> {r['rss_with_children_mib_after']} "
+        f"| {'yes' if r['restarted'] else 'no'} |"
+        for r in memory
     )
+
+
+def markdown(data: dict[str, Any]) -> str:
     codes = ", ".join(f"{k}: {v}" for k, v in sorted(data["by_status"].items()))
+    cpu = data["cpu_during"]
+    apps = ", ".join(f"{k} {v}" for k, v in data["apps_after"].items())
     return f"""# Soak: {data["requests"]} mixed requests across the local fleet
 
-`fleets/local.yaml` on one embedded Ray, CPU only, {data["cpu_count"]} cores, no GPU lent;
-{data["threads"]} client threads; {data["bad_requests"]} bad and {data["good_requests"]} good
-requests, each through the gateway or the direct route at random. Duration
-{data["duration_s"]:.0f} s ({data["requests"] / data["duration_s"]:.1f} req/s). Load average
-before/after: {data["loadavg_before"]} / {data["loadavg_after"]}; CPU during the soak (% of one
-core): this run {data["cpu_during"]["this_run_pct"]}, other processes
-{data["cpu_during"]["others_pct"]}. `python bench/soak.py`.
+`fleets/local.yaml` on one embedded Ray, CPU only, {data["cpu_count"]} cores, no GPU lent.
+{data["threads"]} client threads sent {data["bad_requests"]} bad and {data["good_requests"]} good
+requests, each through the gateway or the service's direct route at random, in
+{data["duration_s"]:.0f} s ({data["requests"] / data["duration_s"]:.1f} req/s).
+Load average before/after: {data["loadavg_before"]} / {data["loadavg_after"]}. CPU during the
+soak (% of one core): this run {cpu["this_run_pct"]}, other processes {cpu["others_pct"]}.
+`python bench/soak.py`.
 
-- **5xx responses: {data["server_errors_5xx"]}** (must be 0); transport errors:
+- **5xx responses: {data["server_errors_5xx"]}** (must be 0); transport errors (no response):
   {data["transport_errors"]}.
-- Replica restarts: {data["replica_restarts"]}. Apps at the end: {data["apps_after"]}.
+- Replica restarts: {data["replica_restarts"]} (actor ids and restart counts before vs after).
+- Applications at the end: {apps}.
 - Status codes: {codes}.
 
 ## Replica memory (RSS, MiB)
 
 {MEMORY_HEADER}
-{mem}
+{memory_rows(data["memory"])}
 
 "With children" adds the replica's child processes (vLLM's engine core for the LLM). Before
-is after a short warm-up of every route, so model loading is not counted as growth.
+is after a short warm-up of every route, so model loading is not counted as growth. Growth is
+after - before of the replica process itself.
+
+RSS (MiB) over the run, sampled every {data["rss_sample_s"]:.0f} s:
+
+{series_table(data["rss_series"])}
 
 ## Requests by kind
 
 | kind | good/bad | requests | route:status x count | p50 (ms) | p99 (ms) |
 |---|---|---|---|---|---|
-{kinds}
+{kind_rows(data["by_kind"])}
 """
 
 
@@ -491,6 +536,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=6)
     ap.add_argument("--bad", type=float, default=0.6, help="share of bad requests")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sample-s", type=float, default=60, help="RSS sampling interval")
     args = ap.parse_args()
 
     fleet = start_fleet()
@@ -503,12 +549,13 @@ def main() -> None:
     before = rss_snapshot()
     print(f"replicas before: {before}", flush=True)
     meter = CpuMeter()
-    tally, mid, seconds = run_soak(fleet.base_url, sequence, args.threads)
+    run = run_soak(fleet.base_url, sequence, args.threads, args.sample_s)
+    tally, mid, seconds = run.tally, run.mid, run.seconds
     cpu = meter.read()
     time.sleep(2)
     after = rss_snapshot()
     apps_after = app_states()
-    memory = memory_table(before, mid, after)
+    memory = memory_table(before, mid, after, run.series)
     by_status: Counter[str] = Counter()
     for (_, _, code), n in tally.statuses.items():
         by_status[str(code)] += n
@@ -536,6 +583,8 @@ def main() -> None:
         "rss_before": before,
         "rss_mid": mid,
         "rss_after": after,
+        "rss_sample_s": args.sample_s,
+        "rss_series": run.series,
         "server_error_samples": tally.server_errors[:50],
         "transport_error_samples": tally.transport_errors[:50],
     }
