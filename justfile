@@ -59,9 +59,13 @@ render fleet="fleets/homelab.yaml" dir="kuberay/app":
 image arch fleet="fleets/homelab.yaml" *args:
     docker build -f images/Dockerfile $(uv run --frozen --no-sync aiserve image-packages {{fleet}} {{arch}} --format build-args) -t ai-inference:{{arch}} {{args}} .
 
-# run one benchmark (embed, rerank, stt, tts, llm); results go to bench/results/
+# run one benchmark (embed, rerank, stt, tts, llm, fleet); results go to bench/results/
 bench name *args: sync
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 uv run --frozen --no-sync python bench/{{name}}_bench.py {{args}}
+
+# 10,000 mixed good and bad requests across the local fleet; 5xx count and replica memory
+soak *args: sync
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 uv run --frozen --no-sync python bench/soak.py {{args}}
 
 # refresh the lock after changing a pyproject.toml
 lock:
