@@ -60,7 +60,7 @@ def _read_state() -> dict[str, Any]:
     try:
         state = json.loads(path.read_text())
         os.kill(int(state["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise NotRunningError(
             f"no running local platform (state file {path}); start one with `just serve`"
         ) from None
@@ -257,7 +257,7 @@ def run_local(
         try:
             if json.loads(state.read_text()).get("pid") == os.getpid():
                 state.unlink()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             pass
         stop()
         print("Stopped.", file=out, flush=True)
