@@ -53,8 +53,6 @@ def loadavg() -> list[float]:
 
 def start_fleet(timeout_s: float = 1500) -> Fleet:
     """One embedded LocalServe with the rendered local fleet (no API keys), all RUNNING."""
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ingress.fleet import load_fleet
     from ingress.local import deploy_config, wait_ready
     from ingress.render_serve import render_serve_config
@@ -73,11 +71,9 @@ def start_fleet(timeout_s: float = 1500) -> Fleet:
 
 
 def app_states() -> dict[str, str]:
-    from ray import serve
+    from ingress.local import app_states as states_and_messages
 
-    return {
-        name: str(app.status).split(".")[-1] for name, app in serve.status().applications.items()
-    }
+    return {name: state for name, (state, _) in states_and_messages().items()}
 
 
 def _actor_rows() -> list[dict[str, Any]]:

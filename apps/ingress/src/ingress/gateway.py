@@ -64,6 +64,16 @@ class GatewayConfig(BaseModel):
     call_timeout_s: float = 10.0
 
 
+def _response_headers(raw: list[list[bytes]]) -> dict[str, str]:
+    """An upstream response's headers, less hop-by-hop ones and the request id (the
+    gateway's middleware sets its own, the same id)."""
+    return {
+        k.decode("latin-1"): v.decode("latin-1")
+        for k, v in raw
+        if k.lower() not in HOP_HEADERS and k.lower() != b"x-request-id"
+    }
+
+
 #: routes whose responses stream progressively even when the client did not set `stream`
 STREAMING_PATHS = ("/audio/speech", "/generate_stream")
 
@@ -182,12 +192,9 @@ class Gateway:
             finally:
                 gen.cancel()
 
-        out_headers = {
-            k.decode("latin-1"): v.decode("latin-1")
-            for k, v in head["headers"]
-            if k.lower() not in HOP_HEADERS and k.lower() != b"x-request-id"
-        }
-        return StreamingResponse(body_iter(), status_code=head["status"], headers=out_headers)
+        return StreamingResponse(
+            body_iter(), status_code=head["status"], headers=_response_headers(head["headers"])
+        )
 
     async def _forward_buffered(self, app: str, payload: dict[str, Any]) -> Response:
         """One handle call for the whole response (no per-chunk round trips)."""
@@ -198,12 +205,11 @@ class Gateway:
         except Exception as exc:
             logger.warning("gateway: app %s unavailable: %s", app, exc)
             raise NotReadyError(f"The '{app}' service is not available right now.") from None
-        headers = {
-            k.decode("latin-1"): v.decode("latin-1")
-            for k, v in out["headers"]
-            if k.lower() not in HOP_HEADERS and k.lower() != b"x-request-id"
-        }
-        return Response(content=out["body"], status_code=out["status"], headers=headers)
+        return Response(
+            content=out["body"],
+            status_code=out["status"],
+            headers=_response_headers(out["headers"]),
+        )
 
     async def collect_models(self) -> ModelList:
         async def one(app: str) -> list[dict[str, Any]]:

@@ -71,7 +71,8 @@ def _status_line(apps: dict[str, Any]) -> str:
     return "  ".join(f"{name}={st}" for name, st in apps.items())
 
 
-def _app_states() -> dict[str, tuple[str, str]]:
+def app_states() -> dict[str, tuple[str, str]]:
+    """Each Serve application's state and message, on the Ray this process is connected to."""
     from ray import serve
 
     out: dict[str, tuple[str, str]] = {}
@@ -143,7 +144,7 @@ def apply_local(fleet: Fleet, *, timeout_s: float = 1800, out: TextIO = sys.stdo
     config["proxy_location"] = "HeadOnly"
     ray.init(address=state["gcs_address"], log_to_driver=False)
     try:
-        before = _app_states()
+        before = app_states()
         deploy_config(config)
         print(f"applied fleet '{fleet.name}' to the local platform (pid {state['pid']})", file=out)
         time.sleep(1.0)  # let the controller pick the new config up before polling states
@@ -172,7 +173,7 @@ def wait_ready(
     last: dict[str, str] = {}
     last_print = 0.0
     while True:
-        states = _app_states()
+        states = app_states()
         elapsed = time.monotonic() - started
         for name in names:
             state, msg = states.get(name, ("PENDING", ""))
